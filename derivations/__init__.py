@@ -1,0 +1,1 @@
+"""Theory checks: one module per question, each `python -m derivations.<name> [--out DIR]`."""

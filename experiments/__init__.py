@@ -1,0 +1,1 @@
+"""Experiments: one module per task, each `python -m experiments.<name> --profile {smoke,full}`."""

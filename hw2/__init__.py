@@ -1,0 +1,1 @@
+"""Shared code for the HW2 answer: data, results, training helpers and rendering."""
