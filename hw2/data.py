@@ -178,9 +178,9 @@ def validate_imagenette(root: Path | None = None, decode: bool = True,
     from PIL import Image
 
     root = Path(root) if root else imagenette_root()
+    listing = {split: imagenette_files(root, split) for split in ("train", "val")}  # layout first
     counts = {}
-    for split in ("train", "val"):
-        files = imagenette_files(root, split)
+    for split, files in listing.items():
         counts[split] = len(files)
         if expected_counts and len(files) != expected_counts[split]:
             raise DataError(f"{root / IMAGENETTE_DIR / split}: {len(files)} images, expected {expected_counts[split]}")

@@ -1,0 +1,66 @@
+"""Orchestration for the Makefile: run derivations, check experiment results, run experiments.
+
+    python -m hw2.pipeline derivations            # cheap: every derivations/<name>.py into results/
+    python -m hw2.pipeline check [--allow-stale]  # every experiment's committed result present and fresh
+    python -m hw2.pipeline experiments --profile full [--device auto]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from .paths import ROOT
+from .results import freshness
+
+
+def modules(kind: str) -> list[str]:
+    return sorted(p.stem for p in (ROOT / kind).glob("*.py") if not p.stem.startswith("_"))
+
+
+def run_all(kind: str, extra: list[str]) -> int:
+    failed = []
+    for name in modules(kind):
+        print(f"== {kind}.{name}", flush=True)
+        rc = subprocess.run([sys.executable, "-m", f"{kind}.{name}", *extra], cwd=ROOT).returncode
+        if rc != 0:
+            failed.append(f"{name} (exit {rc})")
+    if failed:
+        print(f"error: {kind} failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check(allow_stale: bool) -> int:
+    problems = []
+    for name in modules("experiments"):
+        mod = importlib.import_module(f"experiments.{name}")
+        status, reason = freshness(name, mod.PROFILES["full"])
+        print(f"{name:28s} {status}" + (f"  ({reason})" if reason else ""))
+        if status != "fresh":
+            problems.append(name)
+    if problems and not allow_stale:
+        print(f"error: results not fresh: {', '.join(problems)}. Run `make experiments` (or "
+              f"`python -m experiments.<name> --profile full`), or `make report ALLOW_STALE=1` "
+              f"to render anyway (the PDF then says so).", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hw2.pipeline")
+    p.add_argument("step", choices=["derivations", "check", "experiments"])
+    p.add_argument("--allow-stale", action="store_true")
+    p.add_argument("--profile", default="full", choices=["smoke", "full"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = p.parse_args(argv)
+    if args.step == "derivations":
+        return run_all("derivations", [])
+    if args.step == "check":
+        return check(args.allow_stale)
+    return run_all("experiments", ["--profile", args.profile, "--device", args.device])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

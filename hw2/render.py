@@ -1,0 +1,356 @@
+"""Render the report: _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}.
+
+    python -m hw2.render [--engine auto|quarto|fallback] [--allow-stale]
+
+Primary path: `quarto render` (the project's _quarto.yml declares the pdf and ipynb formats).
+Fallback, used when Quarto is absent: resolve `{{< include >}}`s, read the .qmd with jupytext's
+Rmd reader, execute it with nbclient, write the executed notebook, and turn that notebook into
+pandoc Markdown -> PDF with the same LaTeX engine, honouring the cell options the report uses
+(`#| echo/output/include/label/fig-cap/tbl-cap`) and Quarto-style cross-references.
+Everything is built in a temporary folder and moved into _output/ only when all three files exist.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .paths import OUTPUT, REPORT, ROOT
+
+MAIN = REPORT / "hw2.qmd"
+INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}[ \t]*$", re.M)
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# --- reading the .qmd --------------------------------------------------------------------------
+def expand_includes(path: Path, seen: tuple = ()) -> str:
+    """Inline every {{< include file >}} (paths relative to the including file), recursively."""
+    if path in seen:
+        raise UserError(f"{path}: include cycle ({' -> '.join(p.name for p in seen)})")
+    if not path.exists():
+        raise UserError(f"{seen[-1] if seen else path}: included file {path} does not exist")
+    text = path.read_text()
+
+    def sub(m):
+        return expand_includes((path.parent / m.group(1)).resolve(), seen + (path,)).rstrip("\n")
+    return INCLUDE.sub(sub, text)
+
+
+def split_front_matter(text: str) -> tuple[dict, str]:
+    m = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    if not m:
+        return {}, text
+    return yaml.safe_load(m.group(1)) or {}, text[m.end():]
+
+
+def cell_options(source: str) -> tuple[dict, str]:
+    """Quarto's leading `#| key: value` lines -> (options, code without them)."""
+    lines = source.split("\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("#|"):
+        n += 1
+    opts = yaml.safe_load("\n".join(line[2:].strip() for line in lines[:n])) if n else {}
+    return opts or {}, "\n".join(lines[n:])
+
+
+def project_defaults() -> dict:
+    conf = yaml.safe_load((ROOT / "_quarto.yml").read_text()) or {}
+    return conf.get("execute", {}) or {}
+
+
+def read_notebook(main: Path = MAIN):
+    import jupytext
+    meta, body = split_front_matter(expand_includes(main))
+    # Raw blocks (```{=latex}) are Markdown, not code: tilde fences keep jupytext's reader off them.
+    body = re.sub(r"^```(\{=\w+\})\n(.*?)\n```[ \t]*$", r"~~~\1\n\2\n~~~", body, flags=re.S | re.M)
+    nb = jupytext.reads(body, fmt="Rmd")
+    for cell in nb.cells:
+        cell.metadata.pop("lines_to_next_cell", None)
+        if cell.cell_type == "code":
+            opts, _ = cell_options(cell.source)
+            if opts:
+                cell.metadata["quarto"] = opts
+    title = meta.get("title", "")
+    header = f"# {title}\n" + (f"\n*{meta['subtitle']}*\n" if meta.get("subtitle") else "")
+    # The notebook needs the title as a cell; the PDF takes it from pandoc's title block instead.
+    nb.cells.insert(0, __import__("nbformat").v4.new_markdown_cell(header, metadata={"hw2": "title"}))
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    return meta, nb
+
+
+# --- cross-references --------------------------------------------------------------------------
+def number_crossrefs(nb) -> dict:
+    """fig-/tbl- labels of code cells and {#eq-...} in markdown, numbered in order of appearance."""
+    refs, counts = {}, {"fig": 0, "tbl": 0, "eq": 0}
+    names = {"fig": "Figure", "tbl": "Table", "eq": "Equation"}
+    for cell in nb.cells:
+        labels = []
+        if cell.cell_type == "code":
+            label = str(cell.metadata.get("quarto", {}).get("label", ""))
+            if label[:4] in ("fig-", "tbl-"):
+                labels.append(label)
+        else:
+            labels += re.findall(r"\{#(eq-[\w-]+)\}", cell.source)
+        for label in labels:
+            kind = label.split("-")[0]
+            counts[kind] += 1
+            refs[label] = (names[kind], counts[kind])
+    return refs
+
+
+def replace_refs(text: str, refs: dict, latex: bool) -> str:
+    def sub(m):
+        label = m.group(1)
+        if label not in refs:
+            return m.group(0)
+        name, n = refs[label]
+        if latex:
+            return f"{name}~\\ref{{{label}}}" if name != "Equation" else f"(\\ref{{{label}}})"
+        return f"{name} {n}" if name != "Equation" else f"({n})"
+    return re.sub(r"@((?:fig|tbl|eq)-[\w-]*\w)", sub, text)
+
+
+def equations_to_latex(text: str) -> str:
+    """$$ ... $$ {#eq-x}  ->  a numbered, labelled equation environment."""
+    return re.sub(r"\$\$(.+?)\$\$\s*\{#(eq-[\w-]+)\}",
+                  lambda m: f"\\begin{{equation}}\\label{{{m.group(2)}}}{m.group(1).strip()}\\end{{equation}}",
+                  text, flags=re.S)
+
+
+def equations_for_notebook(text: str, refs: dict) -> str:
+    return re.sub(r"\$\$(.+?)\$\$\s*\{#(eq-[\w-]+)\}",
+                  lambda m: f"$${m.group(1).rstrip()} \\tag{{{refs[m.group(2)][1]}}}$$",
+                  text, flags=re.S)
+
+
+# --- execution ---------------------------------------------------------------------------------
+def execute(nb, timeout: int = 3600):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}})
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        cell = next((c for c in nb.cells if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        where = cell.metadata.get("quarto", {}).get("label") or cell.source.split("\n")[0] if cell else "?"
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise UserError(f"{MAIN}: cell '{where}' failed: {ANSI.sub('', last)}") from None
+    return nb
+
+
+# --- notebook -> pandoc Markdown -> PDF ----------------------------------------------------------
+def _wrap(text: str, width: int = 100) -> str:
+    out = []
+    for line in text.splitlines():
+        while len(line) > width:
+            out.append(line[:width])
+            line = "  " + line[width:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def to_markdown(nb, refs: dict, img_dir: Path, defaults: dict) -> str:
+    parts = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            if cell.metadata.get("hw2") != "title":
+                parts.append(uncount_tables(replace_refs(equations_to_latex(cell.source), refs, latex=True)))
+            continue
+        if cell.cell_type != "code":
+            continue
+        opts = {**defaults, **cell.metadata.get("quarto", {})}
+        if opts.get("include") is False:
+            continue
+        _, code = cell_options(cell.source)
+        if opts.get("echo", True) and code.strip():
+            parts.append(f"```python\n{code.strip()}\n```")
+        if opts.get("output", True) is False:
+            continue
+        label = str(opts.get("label", ""))
+        caption = replace_refs(str(opts.get("fig-cap") or opts.get("tbl-cap") or ""), refs, latex=True)
+        for k, out in enumerate(cell.get("outputs", [])):
+            kind = out.get("output_type")
+            if kind == "stream":
+                if out.get("name") == "stderr" and not opts.get("warning", False):
+                    continue
+                text = ANSI.sub("", out.get("text", "")).rstrip()
+                if text:
+                    parts.append(f"```\n{_wrap(text)}\n```")
+            elif kind in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                if "text/markdown" in data:
+                    text = data["text/markdown"]
+                    if label.startswith("tbl-") and caption:
+                        text = f"{text}\n\nTable: {caption} \\label{{{label}}}"
+                    parts.append(uncount_tables(replace_refs(text, refs, latex=True)))
+                elif "application/pdf" in data or "image/png" in data:
+                    ext = "pdf" if "application/pdf" in data else "png"
+                    path = img_dir / f"cell{i}_{k}.{ext}"
+                    path.write_bytes(base64.b64decode(data["application/pdf" if ext == "pdf" else "image/png"]))
+                    width = opts.get("fig-width-pct", 85)
+                    if label.startswith("fig-") and caption:
+                        parts.append(f"![{caption}]({path.name}){{#{label} width={width}%}}")
+                    else:
+                        parts.append(f"![]({path.name}){{width={width}%}}\n")
+                elif "text/latex" in data:
+                    parts.append(data["text/latex"])
+                elif "text/plain" in data:
+                    parts.append(f"```\n{_wrap(ANSI.sub('', data['text/plain']))}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+def uncount_tables(markdown: str) -> str:
+    """longtable steps the table counter even without a caption; undo that for uncaptioned tables."""
+    tables = len(re.findall(r"^\|\s*:?-{2,}", markdown, re.M))
+    captions = len(re.findall(r"^Table: ", markdown, re.M))
+    return markdown + (f"\n\n\\addtocounter{{table}}{{-{tables - captions}}}" if tables > captions else "")
+
+
+LATEX_HEADER = r"""
+\usepackage{fvextra}
+\DefineVerbatimEnvironment{Highlighting}{Verbatim}{breaklines,commandchars=\\\{\}}
+\fvset{breaklines}
+\usepackage{amsmath,amssymb}
+\usepackage{float}
+\floatplacement{figure}{H}
+"""
+
+
+def latex_engine() -> str:
+    for engine in ("xelatex", "lualatex"):
+        if shutil.which(engine):
+            return engine
+    raise UserError("no LaTeX engine: install xelatex (apt-get install texlive-xetex "
+                    "texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended "
+                    "texlive-plain-generic lmodern) or run `make report`, which does")
+
+
+def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
+    if not shutil.which("pandoc"):
+        raise UserError("pandoc not found: apt-get install pandoc (or run `make report`, which does)")
+    when = meta.get("date", "")
+    front = {"title": meta.get("title", ""), "subtitle": meta.get("subtitle", ""),
+             "date": date.today().isoformat() if when == "today" else str(when),
+             "geometry": "margin=2.2cm", "colorlinks": True,
+             "fontsize": "10pt", "header-includes": LATEX_HEADER}
+    (build / "report.md").write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + markdown)
+    cmd = ["pandoc", "report.md", "-o", out_pdf.name, f"--pdf-engine={latex_engine()}",
+           "--from=markdown+tex_math_dollars+raw_tex+implicit_figures+link_attributes+pipe_tables",
+           "--highlight-style=tango"]
+    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise UserError(f"{build / 'report.md'}: pandoc/LaTeX failed: {tail}")
+
+
+def fallback_render(stem: str, build: Path) -> tuple[Path, Path]:
+    import nbformat
+
+    os.environ["HW2_RENDERER"] = "fallback"    # the kernel inherits it; the PDF says so
+    meta, nb = read_notebook()
+    refs = number_crossrefs(nb)
+    t0 = time.perf_counter()
+    execute(nb)
+    print(f"render: executed {sum(c.cell_type == 'code' for c in nb.cells)} cells in "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    # The PDF is made from the executed cells before their markdown is rewritten for notebooks.
+    img_dir = build
+    markdown = to_markdown(nb, refs, img_dir, project_defaults())
+    pdf = build / f"{stem}.pdf"
+    pandoc_pdf(markdown, meta, build, pdf)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"~~~\{=latex\}\n.*?\n~~~\n?", "", cell.source, flags=re.S).strip()
+            cell.source = replace_refs(equations_for_notebook(cell.source, refs), refs, latex=False)
+    ipynb = build / f"{stem}.ipynb"
+    nbformat.write(nb, str(ipynb))
+    return pdf, ipynb
+
+
+# --- Quarto ------------------------------------------------------------------------------------
+def quarto_bin() -> str | None:
+    return shutil.which("quarto")
+
+
+def quarto_render(stem: str, build: Path) -> tuple[Path, Path]:
+    env = {**os.environ, "HW2_RENDERER": "quarto"}
+    made = []
+    for fmt, ext in (("pdf", "pdf"), ("ipynb", "ipynb")):
+        cmd = [quarto_bin(), "render", str(MAIN.relative_to(ROOT)), "--to", fmt,
+               "--output", f"{stem}.{ext}", "--execute"]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise UserError(f"{MAIN}: quarto render --to {fmt} failed: {tail}")
+        found = sorted(OUTPUT.rglob(f"{stem}.{ext}"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserError(f"{OUTPUT}: quarto reported success but wrote no {stem}.{ext}")
+        made.append(Path(shutil.move(str(found[-1]), build / f"{stem}.{ext}")))
+    return made[0], made[1]
+
+
+# --- entry point -------------------------------------------------------------------------------
+def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTPUT) -> list[Path]:
+    from .report import output_stem
+    if allow_stale:
+        os.environ["HW2_ALLOW_STALE"] = "1"
+    stem = output_stem()
+    use_quarto = engine == "quarto" or (engine == "auto" and quarto_bin())
+    if engine == "quarto" and not quarto_bin():
+        raise UserError("quarto not found on PATH (pip install quarto-cli needs GitHub access)")
+    if not use_quarto:
+        print("render: Quarto not found (quarto on PATH or `pip install quarto-cli`); "
+              "using the fallback renderer (jupytext + nbclient + pandoc)", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hw2-render-") as tmp:
+        build = Path(tmp)
+        pdf, ipynb = quarto_render(stem, build) if use_quarto else fallback_render(stem, build)
+        zpath = build / f"{stem}.zip"
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(ipynb, ipynb.name)
+            z.write(pdf, pdf.name)
+        final = []
+        for f in (pdf, ipynb, zpath):     # all three exist: only now replace the old outputs
+            dest = out_dir / f.name
+            shutil.copyfile(f, out_dir / f".{f.name}.tmp")
+            os.replace(out_dir / f".{f.name}.tmp", dest)
+            final.append(dest)
+    return final
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hw2.render", description=__doc__.split("\n")[0])
+    p.add_argument("--engine", choices=["auto", "quarto", "fallback"], default="auto")
+    p.add_argument("--allow-stale", action="store_true", help="render even with stale results (said in the PDF)")
+    p.add_argument("--out-dir", type=Path, default=OUTPUT)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        files = render(args.engine, args.allow_stale, args.out_dir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for f in files:
+        print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")
+    print(f"render: done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

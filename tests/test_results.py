@@ -1,0 +1,125 @@
+"""The results layer and the CLI harness: schema, atomic writes, staleness, failures leave nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hw2 import cli, pipeline, results
+from hw2.errors import UserError
+
+
+def toy_run(config, ctx):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if config.get("fail"):
+        raise UserError("toy.csv: the toy problem")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [config["a"], config["a"] * 2])
+    return cli.Outcome(metrics={"value": config["a"] * 2, "all_checks_passed": config["a"] > 0},
+                       figures={"line": fig}, seed=3)
+
+
+PROFILES = {"smoke": {"a": 1}, "full": {"a": 2}}
+
+
+def call(tmp_path, profiles=PROFILES, profile="smoke"):
+    return cli.main(name="toy", profiles=profiles, run=toy_run, source=__file__,
+                    argv=["--profile", profile, "--device", "cpu", "--out", str(tmp_path)])
+
+
+def test_round_trip_schema(tmp_path):
+    assert call(tmp_path) == 0
+    record = results.load_result("toy", tmp_path / "results")
+    for key in results.REQUIRED_KEYS:
+        assert key in record
+    assert record["profile"] == "smoke" and record["config"] == {"a": 1}
+    assert record["config_hash"] == results.config_hash({"a": 1})
+    assert record["metrics"]["value"] == 2 and record["environment"]["seed"] == 3
+    assert {"python", "torch", "device", "git_commit"} <= set(record["environment"])
+    assert (tmp_path / "figures" / "toy_line.pdf").stat().st_size > 0
+    assert (tmp_path / "figures" / "toy_line.png").stat().st_size > 0
+    assert not list((tmp_path / "results").glob(".*tmp"))     # no temp files left behind
+
+
+def test_failed_check_exits_nonzero_but_records(tmp_path):
+    bad = {"smoke": {"a": -1}, "full": {"a": 2}}
+    assert call(tmp_path, bad) == 1
+    assert results.load_result("toy", tmp_path / "results")["metrics"]["all_checks_passed"] is False
+
+
+def test_error_leaves_no_partial_output(tmp_path, capsys):
+    assert call(tmp_path, {"smoke": {"a": 1, "fail": True}, "full": {}}) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: toy.csv: the toy problem"
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+
+
+def test_config_hash_is_order_independent_and_sensitive():
+    assert results.config_hash({"a": 1, "b": [1, 2]}) == results.config_hash({"b": [1, 2], "a": 1})
+    assert results.config_hash({"a": 1}) != results.config_hash({"a": 1.5})
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    results.atomic_write_text(path, "old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(results.os, "replace", boom)
+    with pytest.raises(OSError):
+        results.atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_freshness(tmp_path):
+    rdir = tmp_path / "results"
+    assert results.freshness("toy", PROFILES["full"], results_dir=rdir)[0] == "missing"
+    call(tmp_path, profile="smoke")
+    status, reason = results.freshness("toy", PROFILES["full"], results_dir=rdir)
+    assert status == "stale" and "smoke" in reason
+    call(tmp_path, profile="full")
+    assert results.freshness("toy", PROFILES["full"], results_dir=rdir) == ("fresh", "")
+    status, reason = results.freshness("toy", {"a": 3}, results_dir=rdir)
+    assert status == "stale" and "config changed" in reason
+
+
+def test_corrupt_result_is_one_line_error(tmp_path):
+    (tmp_path / "toy.json").write_text("{not json")
+    with pytest.raises(UserError, match="toy.json: not valid JSON"):
+        results.load_result("toy", tmp_path)
+    (tmp_path / "toy.json").write_text(json.dumps({"name": "toy"}))
+    with pytest.raises(UserError, match="lacks keys"):
+        results.load_result("toy", tmp_path)
+
+
+def test_committed_experiment_results_are_fresh():
+    """`make report` refuses stale results; this says which, before anyone renders."""
+    stale = []
+    for name in pipeline.modules("experiments"):
+        mod = __import__(f"experiments.{name}", fromlist=["PROFILES"])
+        status, reason = results.freshness(name, mod.PROFILES["full"])
+        if status != "fresh":
+            stale.append(reason)
+    assert not stale, "\n".join(stale)
+
+
+def test_every_module_follows_the_interface():
+    for kind in ("derivations", "experiments"):
+        for name in pipeline.modules(kind):
+            mod = __import__(f"{kind}.{name}", fromlist=["NAME"])
+            assert mod.NAME == name and "full" in mod.PROFILES and callable(mod.run)
+            if kind == "experiments":
+                assert "smoke" in mod.PROFILES
+
+
+def test_pipeline_check_names_stale_result(tmp_path):
+    env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "hw2.pipeline", "check"], capture_output=True,
+                          text=True, cwd=results.ROOT, env=env)
+    # Whatever the state, the command either passes or names each problem on stderr in one line.
+    if proc.returncode != 0:
+        assert proc.stderr.startswith("error: results not fresh:")
