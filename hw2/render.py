@@ -32,6 +32,8 @@ from .paths import OUTPUT, REPORT, ROOT
 MAIN = REPORT / "hw2.qmd"
 INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}[ \t]*$", re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# $$ ... $$ {#eq-x}: the body may not contain $$, so an earlier unlabelled display is never swallowed.
+LABELLED_EQ = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$[ \t]*\{#(eq-[\w-]+)\}", re.S)
 
 
 # --- reading the .qmd --------------------------------------------------------------------------
@@ -125,15 +127,15 @@ def replace_refs(text: str, refs: dict, latex: bool) -> str:
 
 def equations_to_latex(text: str) -> str:
     """$$ ... $$ {#eq-x}  ->  a numbered, labelled equation environment."""
-    return re.sub(r"\$\$(.+?)\$\$\s*\{#(eq-[\w-]+)\}",
+    return re.sub(LABELLED_EQ,
                   lambda m: f"\\begin{{equation}}\\label{{{m.group(2)}}}{m.group(1).strip()}\\end{{equation}}",
-                  text, flags=re.S)
+                  text)
 
 
 def equations_for_notebook(text: str, refs: dict) -> str:
-    return re.sub(r"\$\$(.+?)\$\$\s*\{#(eq-[\w-]+)\}",
+    return re.sub(LABELLED_EQ,
                   lambda m: f"$${m.group(1).rstrip()} \\tag{{{refs[m.group(2)][1]}}}$$",
-                  text, flags=re.S)
+                  text)
 
 
 # --- execution ---------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ def test_markdown_honours_cell_options(tmp_path):
     assert "\\begin{equation}\\label{eq-e}a = b\\end{equation}" in md
 
 
+def test_unlabelled_display_before_labelled_one_is_left_alone():
+    text = "$$ a $$\n\n**Step**\n\n$$ b $$ {#eq-b}"
+    out = render.equations_to_latex(text)
+    assert out.startswith("$$ a $$\n\n**Step**") and "\\begin{equation}\\label{eq-b}b\\end{equation}" in out
+
+
 def test_notebook_crossrefs_become_numbers():
     refs = {"fig-curve": ("Figure", 3), "eq-e": ("Equation", 2)}
     assert render.replace_refs("in @fig-curve and @eq-e.", refs, latex=False) == "in Figure 3 and (2)."
