@@ -120,7 +120,7 @@ def replace_refs(text: str, refs: dict, latex: bool) -> str:
             return m.group(0)
         name, n = refs[label]
         if latex:
-            return f"{name}~\\ref{{{label}}}" if name != "Equation" else f"(\\ref{{{label}}})"
+            return f"{name}\\ \\ref{{{label}}}" if name != "Equation" else f"(\\ref{{{label}}})"
         return f"{name} {n}" if name != "Equation" else f"({n})"
     return re.sub(r"@((?:fig|tbl|eq)-[\w-]*\w)", sub, text)
 

@@ -79,7 +79,7 @@ def test_markdown_honours_cell_options(tmp_path):
     assert "Table: T \\label{tbl-t}" in md
     assert "visible()" in md and "hidden output" not in md           # output: false
     assert "gone()" not in md                                        # include: false
-    assert "Figure~\\ref{fig-curve}" in md and "(\\ref{eq-e})" in md
+    assert "Figure\\ \\ref{fig-curve}" in md and "(\\ref{eq-e})" in md   # "\\ " is pandoc's non-breaking space
     assert "\\begin{equation}\\label{eq-e}a = b\\end{equation}" in md
 
 
