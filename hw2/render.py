@@ -150,7 +150,10 @@ def execute(nb, timeout: int = 3600):
     except CellExecutionError as e:
         cell = next((c for c in nb.cells if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = cell.metadata.get("quarto", {}).get("label") or cell.source.split("\n")[0] if cell else "?"
+        where = "?"
+        if cell is not None:
+            opts, code = cell_options(cell.source)
+            where = opts.get("label") or next((ln for ln in code.splitlines() if ln.strip()), "?")
         last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise UserError(f"{MAIN}: cell '{where}' failed: {ANSI.sub('', last)}") from None
     return nb
