@@ -121,6 +121,7 @@ def test_training_loop_learns_and_optimizer_owns_its_model():
     assert hist2["val_acc"] == hist["val_acc"]
 
 
+@pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path, root):
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "experiments.task2_magic_mlp", "--profile", "smoke",
@@ -144,6 +145,7 @@ def test_smoke_profile_end_to_end(tmp_path, root):
     assert r["wall_seconds"] < 30, f"smoke profile took {r['wall_seconds']:.1f} s (process {wall:.1f} s)"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path, root):
     """Two processes pointed at one SQLite URL both add trials to the same study."""
     import optuna
