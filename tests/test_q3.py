@@ -55,6 +55,26 @@ def test_smoke_profile(tmp_path, root):
     assert mw["interpolation_threshold"] == mw["n_train"]          # measured: residual 0 iff N >= n
     assert abs(mw["critical_point"] / mw["interpolation_threshold"] - 1) <= 0.1
     assert m["sample_wise"]["critical_point"] is not None
-    assert isinstance(m["epoch_wise"]["reproduced"], bool)
+    ew = m["epoch_wise"]
+    assert isinstance(ew["reproduced"], bool)
+    two = [a for a in ew["attempts"] if a.get("kind") == "two_time_scale_closed_form_gd"]
+    assert len(two) == 1 and two[0]["closed_form_vs_explicit_gd_rel_diff"] < 1e-6
+    if ew["reproduced"]:
+        assert ew["critical_epoch"] is not None
     for suffix in ("model_wise", "sample_wise", "epoch_wise"):
         assert (tmp_path / "figures" / f"q3_double_descent_{suffix}.png").exists()
+
+
+def test_two_scale_closed_form_is_gradient_descent():
+    # the closed-form iterate must equal explicit full-batch GD, and differ from a wrong step count
+    from experiments.q3_double_descent import gd_closed_form, gd_explicit
+    rng = np.random.default_rng(0)
+    F = np.c_[rng.standard_normal((40, 15)), 1e-3 * rng.standard_normal((40, 3))]
+    y = np.sign(rng.standard_normal(40))
+    v_at = gd_closed_form(F, y, 100)
+    assert np.allclose(v_at(37), gd_explicit(F, y, 37), rtol=1e-8, atol=1e-10)
+    assert not np.allclose(v_at(38), gd_explicit(F, y, 37), rtol=1e-8, atol=1e-10)
+    # the slow (small-scale) directions are still unlearned after many steps, learned at the end
+    lstsq = np.linalg.lstsq(F, y, rcond=None)[0]
+    assert np.abs(v_at(1e4)[-3:] - lstsq[-3:]).max() > 1.0
+    assert np.allclose(v_at(1e16), lstsq, atol=1e-6)
