@@ -138,6 +138,8 @@ def test_smoke_profile_end_to_end(tmp_path, root):
     assert set(m["init_test_accuracy"]) == {"default", "xavier_uniform", "kaiming_normal"}
     assert sum(m["split_sizes"].values()) == 19020
     assert m["optuna_trials"] == T.PROFILES["smoke"]["n_trials"]
+    # the reference configuration ran once with every transform (part 3's controlled comparison)
+    assert set(m["reference_val_accuracy_by_transform"]) == {"standard", "quantile", "power"}
     assert m["all_checks_passed"]
     assert 0.7 < m["logreg_test_accuracy"] < 0.9 and 0.8 < m["hgb_test_accuracy"] < 0.95
     for suffix in ("curves", "optuna"):
