@@ -123,3 +123,17 @@ def test_pipeline_check_names_stale_result(tmp_path):
     # Whatever the state, the command either passes or names each problem on stderr in one line.
     if proc.returncode != 0:
         assert proc.stderr.startswith("error: results not fresh:")
+
+
+def test_identical_derivation_result_is_not_rewritten(tmp_path, capsys):
+    def derive(profiles):
+        return cli.main(name="toy", profiles=profiles, run=toy_run, source=__file__, kind="derivation",
+                        argv=["--out", str(tmp_path)])
+    full = {"full": {"a": 2}}
+    assert derive(full) == 0
+    path = tmp_path / "results" / "toy.json"
+    before = path.read_text()
+    assert derive(full) == 0 and "unchanged" in capsys.readouterr().out
+    assert path.read_text() == before                      # timestamps untouched: git stays clean
+    assert derive({"full": {"a": 3}}) == 0                 # a real change is written
+    assert results.load_result("toy", tmp_path / "results")["metrics"]["value"] == 6
