@@ -11,7 +11,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing ${need[*]} with apt-get (about a minute)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends texlive-xetex texlive-latex-recommended \
+  apt-get install -y -qq texlive-xetex texlive-latex-recommended \
     texlive-latex-extra texlive-fonts-recommended texlive-plain-generic lmodern \
     pandoc poppler-utils >/dev/null
   exit 0
