@@ -283,6 +283,9 @@ def fallback_render(stem: str, build: Path) -> tuple[Path, Path]:
         if cell.cell_type == "markdown":
             cell.source = re.sub(r"~~~\{=latex\}\n.*?\n~~~\n?", "", cell.source, flags=re.S).strip()
             cell.source = replace_refs(equations_for_notebook(cell.source, refs), refs, latex=False)
+            # pandoc heading attributes ({.unnumbered}, {#id}) would show as literal text in Jupyter
+            cell.source = re.sub(r"^(#+ .*?)[ \t]*\{[.#][^}]*\}[ \t]*$", r"\1", cell.source, flags=re.M)
+    nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
     ipynb = build / f"{stem}.ipynb"
     nbformat.write(nb, str(ipynb))
     return pdf, ipynb

@@ -164,6 +164,9 @@ def test_notebook_is_a_valid_submission(rendered):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.execution_count for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert all(s.strip() for s in markdown)                              # no empty cells
+    assert not any(re.search(r"^#+ .*\{[.#]", s, re.M) for s in markdown)  # no pandoc attributes
     first = "\n".join(c.source if c.cell_type == "markdown" else
                       "".join(o.get("data", {}).get("text/markdown", "") for o in c.outputs)
                       for c in nb.cells[:5])
