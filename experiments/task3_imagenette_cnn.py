@@ -64,7 +64,7 @@ PROFILES = {
               "epochs_noaug": 2, "epochs_aug": 2, "noise_levels": [0.0, 0.005, 0.01, 0.05, 0.2],
               "benchmark_batches": 2, "speed_steps": 1, "speed_rounds": 1, "speed_compile": False},
     "full": {**COMMON, "per_class_train": None, "per_class_test": None,
-             "epochs_noaug": 24, "epochs_aug": 24,
+             "epochs_noaug": 24, "epochs_aug": 36,   # aug keeps learning where no-aug has memorised its data
              "benchmark_batches": 20,   # batches per pipeline in the DataLoader-vs-cache benchmark
              "speed_steps": 4, "speed_rounds": 3,   # bf16 / channels_last / compile ablation
              "speed_compile": True},
