@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .results import atomic_write_bytes, figures_dir, now, write_result
+from .results import atomic_write_bytes, figures_dir, git_commit, now, source_hash, write_result
 
 
 @dataclass
@@ -101,6 +101,7 @@ def main(*, name: str, profiles: dict, run: Callable[[dict, Context], Outcome], 
         device = resolve_device(args.device) if kind == "experiment" else "cpu"
         config = profiles[args.profile]
         ctx = Context(profile=args.profile, device=device, out_dir=args.out, args=args)
+        code_at_start = (source_hash(source), git_commit())   # what actually runs, not what is there at the end
         started, t0 = now(), time.perf_counter()
         outcome = run(config, ctx)
         wall = time.perf_counter() - t0
@@ -115,7 +116,7 @@ def main(*, name: str, profiles: dict, run: Callable[[dict, Context], Outcome], 
         path = write_result(name, profile=args.profile, config=config, metrics=outcome.metrics,
                             started=started, wall_seconds=wall, seed=outcome.seed,
                             device=device if kind == "experiment" else "none", source=source,
-                            out_dir=args.out, extra=outcome.extra or None)
+                            out_dir=args.out, extra=outcome.extra or None, code_at_start=code_at_start)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

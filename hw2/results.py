@@ -71,9 +71,9 @@ def device_name(device: str | None) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def environment(seed=None, device: str | None = "cpu") -> dict:
+def environment(seed=None, device: str | None = "cpu", commit: str | None = None) -> dict:
     env = {"python": platform.python_version(), "platform": platform.platform(),
-           "device": device_name(device), "git_commit": git_commit(), "seed": seed}
+           "device": device_name(device), "git_commit": commit or git_commit(), "seed": seed}
     if "torch" in sys.modules or device != "none":
         try:
             import torch
@@ -97,15 +97,19 @@ def figures_dir(out_dir: str | Path | None = None) -> Path:
 
 def write_result(name: str, *, profile: str, config: dict, metrics: dict, started: str,
                  wall_seconds: float, seed=None, device: str | None = "cpu",
-                 source: str | Path | None = None, out_dir=None, extra: dict | None = None) -> Path:
+                 source: str | Path | None = None, out_dir=None, extra: dict | None = None,
+                 code_at_start: tuple[str | None, str] | None = None) -> Path:
+    """code_at_start: (source hash, git commit) taken when the run began, so that code edited while
+    a long run is going is not credited to it; without it they are read now."""
+    digest, commit = code_at_start or (source_hash(source) if source else None, None)
     record = {
         "name": name,
         "profile": profile,
         "config": config,
         "config_hash": config_hash(config),
-        "source_hash": source_hash(source) if source else None,
+        "source_hash": digest,
         "metrics": metrics,
-        "environment": environment(seed, device),
+        "environment": environment(seed, device, commit),
         "started": started,
         "finished": now(),
         "wall_seconds": round(wall_seconds, 3),

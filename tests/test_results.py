@@ -137,3 +137,18 @@ def test_identical_derivation_result_is_not_rewritten(tmp_path, capsys):
     assert path.read_text() == before                      # timestamps untouched: git stays clean
     assert derive({"full": {"a": 3}}) == 0                 # a real change is written
     assert results.load_result("toy", tmp_path / "results")["metrics"]["value"] == 6
+
+
+def test_source_hash_is_taken_when_the_run_starts(tmp_path):
+    """Code edited while a long run is going is not credited to that run's result."""
+    source = tmp_path / "toy_source.py"
+    source.write_text("v = 1\n")
+    before = results.source_hash(source)
+
+    def editing_run(config, ctx):
+        source.write_text("v = 2\n")                    # someone edits the experiment meanwhile
+        return toy_run(config, ctx)
+    assert cli.main(name="toy", profiles=PROFILES, run=editing_run, source=str(source),
+                    argv=["--profile", "smoke", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "results" / "toy.json").read_text())
+    assert record["source_hash"] == before != results.source_hash(source)
