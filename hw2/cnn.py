@@ -159,12 +159,15 @@ def _save_atomic(obj, path: Path):
 
 
 def train(model, data: dict, cfg: dict, *, device: str, ckpt_path: Path, seed: int, augment=None,
-          resume: bool = False, kill_after_epochs: int | None = None, log=print) -> dict:
+          resume: bool = False, kill_after_epochs: int | None = None, compile_model: bool = False,
+          log=print) -> dict:
     """Train for cfg['epochs'] epochs with AdamW and a one-cycle learning rate; returns the history.
 
     data: x_train, y_train, x_val, y_val (uint8 / int64 tensors), norm (Normalizer).
     augment: None, or a callable on a float [0, 1] batch (kornia), applied before Normalize.
     Writes ckpt_path after every epoch; with resume=True continues from it.
+    compile_model: run the training forward pass through torch.compile (shares the weights, so
+    checkpoints and evaluation are unchanged; the experiment turns it on for CUDA).
     """
     x_tr, y_tr, x_va, y_va, norm = (data[k] for k in ("x_train", "y_train", "x_val", "y_val", "norm"))
     bf16, cl = cfg["bf16"], cfg["channels_last"]
@@ -189,6 +192,7 @@ def train(model, data: dict, cfg: dict, *, device: str, ckpt_path: Path, seed: i
         history, start = ck["history"], ck["epoch"]
         log(f"resumed from {ckpt_path} after epoch {start}")
     x_tr_dev, y_tr_dev = x_tr.to(device), y_tr.to(device)
+    forward = torch.compile(model) if compile_model else model
     for epoch in range(start, cfg["epochs"]):
         t0 = time.perf_counter()
         model.train()
@@ -209,7 +213,7 @@ def train(model, data: dict, cfg: dict, *, device: str, ckpt_path: Path, seed: i
             else:
                 xin = norm(xb)
             with autocast(device, bf16):
-                logits = model(xin)
+                logits = forward(xin)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()

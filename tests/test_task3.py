@@ -135,6 +135,12 @@ def test_smoke_run_and_resume_after_kill_match(tmp_path):
     assert 0 <= m["test_accuracy_noaug"] <= 1 and 0 <= m["test_accuracy_aug"] <= 1
     assert m["pipeline_speedup"] > 0 and m["all_checks_passed"]
     assert ra["environment"]["device"].startswith("cpu")
+    assert m["seeds"] == [0, 1]                                  # the smoke profile has one extra seed
+    for stage in ("noaug", "aug"):
+        accs = m["test_accuracy_by_seed"][stage]
+        assert set(accs) == {"0", "1"} and accs["0"] == m[f"test_accuracy_{stage}"]
+        assert m["test_accuracy_mean"][stage] == pytest.approx(sum(accs.values()) / 2)
+        assert m["train_seconds_by_seed"][stage]["1"] > 0
     for suffix in ("samples", "curves_noaug", "curves_aug", "noise", "confusion", "augment"):
         assert (tmp_path / "a" / "figures" / f"task3_imagenette_cnn_{suffix}.png").exists()
 
@@ -146,8 +152,34 @@ def test_smoke_run_and_resume_after_kill_match(tmp_path):
     assert "resumed from" in resumed.stderr
     mb = json.loads((tmp_path / "b" / "results" / "task3_imagenette_cnn.json").read_text())["metrics"]
     for key in ("test_accuracy_noaug", "test_accuracy_aug", "noise_curve", "val_accuracy_final",
-                "per_class_accuracy"):
+                "per_class_accuracy", "test_accuracy_by_seed"):
         assert m[key] == mb[key], key
     ha = ra["extra"]["aug"]["history"]
     hb = json.loads((tmp_path / "b" / "results" / "task3_imagenette_cnn.json").read_text())["extra"]["aug"]["history"]
     assert ha["step_loss"] == hb["step_loss"]
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
+    """torch.compile (used on CUDA) computes the same training and checkpoints the plain module."""
+    g = torch.Generator().manual_seed(0)
+    data = {"x_train": torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8, generator=g),
+            "y_train": torch.randint(0, 10, (64,), generator=g),
+            "x_val": torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8, generator=g),
+            "y_val": torch.randint(0, 10, (16,), generator=g),
+            "norm": cnn.Normalizer([0.5] * 3, [0.25] * 3, "cpu", channels_last=False)}
+    cfg = {"bf16": False, "channels_last": False, "weight_decay": 0.05, "lr": 1e-3, "betas": [0.9, 0.99],
+           "batch_size": 16, "epochs": 1, "warmup_epochs": 1.0, "final_lr_frac": 0.0, "label_smoothing": 0.1}
+    from torch._dynamo.utils import counters
+    counters.clear()
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = cnn.Net((8, 16, 32, 64), groups=4, dropout=0.0)   # compiled dropout draws other masks
+        h = cnn.train(model, data, cfg, device="cpu", ckpt_path=tmp_path / f"{compiled}.pt", seed=0,
+                      compile_model=compiled, log=lambda _: None)
+        losses[compiled] = h["step_loss"]
+        assert (counters["stats"]["unique_graphs"] > 0) == compiled   # compiled only when asked
+        saved = torch.load(tmp_path / f"{compiled}.pt", weights_only=False)["model"]
+        assert set(saved) == set(model.state_dict()) and not any("_orig_mod" in k for k in saved)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
