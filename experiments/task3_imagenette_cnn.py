@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import statistics
 import sys
 import time
 
@@ -368,12 +369,6 @@ def fig_confusion(res):
     return fig
 
 
-def mean_std(values):
-    """Mean and sample standard deviation (0 for a single value)."""
-    m = sum(values) / len(values)
-    return m, (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-
-
 # --- the run --------------------------------------------------------------------------------------
 def run(config, ctx):
     from hw2.cli import Outcome
@@ -393,12 +388,11 @@ def run(config, ctx):
         print(f"pipeline speedup: {out['speedup']:.2f}x ({out['batches']} batches)")
         raise SystemExit(0)                      # a measurement only: no result written
     stages = ("noaug", "aug") if ctx.args.stage == "all" else (ctx.args.stage,)
-    for key, d in stage_dirs.items():
-        if key[1] not in stages:
-            continue
-        if not ctx.args.resume and d.exists():
-            shutil.rmtree(d)                     # a fresh run never reuses old checkpoints
-        d.mkdir(parents=True, exist_ok=True)
+    for (_, stage), d in stage_dirs.items():
+        if stage in stages:
+            if not ctx.args.resume and d.exists():
+                shutil.rmtree(d)                 # a fresh run never reuses old checkpoints
+            d.mkdir(parents=True, exist_ok=True)
     if ctx.args.stage != "all":                  # one stage only (e.g. both in parallel); no result
         out = run_stage(ctx.args.stage, cfg, data, ctx, stage_dirs[cfg["seed"], ctx.args.stage])
         print(f"stage {ctx.args.stage} done: test accuracy {out['test_accuracy']:.4f}; "
@@ -408,13 +402,11 @@ def run(config, ctx):
     model = make_model(cfg, ctx.device)
     params, mb = cnn.count_params(model), cnn.size_mb(model)
     log(f"model: {params:,} parameters, {mb:.3f} MB (float32, 1 MB = 10^6 bytes)")
-    res = {stage: run_stage(stage, cfg, data, ctx, stage_dirs[cfg["seed"], stage]) for stage in ("noaug", "aug")}
-    # the same two trainings with other seeds: how much of a difference is the seed's
-    by_seed = {cfg["seed"]: res}
-    for seed in cfg["extra_seeds"]:
-        log(f"seed {seed}")
-        by_seed[seed] = {stage: run_stage(stage, seed_cfgs[seed], data, ctx, stage_dirs[seed, stage])
-                         for stage in ("noaug", "aug")}
+    # the main seed first, then the same two trainings with the extra seeds (for a mean over seeds)
+    by_seed = {seed: {stage: run_stage(stage, seed_cfgs[seed], data, ctx, stage_dirs[seed, stage])
+                      for stage in ("noaug", "aug")} for seed in seeds}
+    res = by_seed[cfg["seed"]]
+    test_accs = {s: [by_seed[seed][s]["test_accuracy"] for seed in seeds] for s in res}
     bench = benchmark(cfg, data, ctx)
     speed = speed_ablation(cfg, data, ctx)
 
@@ -429,10 +421,10 @@ def run(config, ctx):
         "test_accuracy_noaug": res["noaug"]["test_accuracy"],
         "test_accuracy_aug": res["aug"]["test_accuracy"],
         "seeds": seeds,
-        "test_accuracy_by_seed": {s: {str(seed): by_seed[seed][s]["test_accuracy"] for seed in seeds} for s in res},
-        "test_accuracy_mean": {s: mean_std([by_seed[seed][s]["test_accuracy"] for seed in seeds])[0] for s in res},
-        "test_accuracy_std": {s: mean_std([by_seed[seed][s]["test_accuracy"] for seed in seeds])[1] for s in res},
-        "noise_accuracy_mean": {s: {k: mean_std([by_seed[seed][s]["noise"][k] for seed in seeds])[0]
+        "test_accuracy_by_seed": {s: dict(zip(map(str, seeds), test_accs[s])) for s in res},
+        "test_accuracy_mean": {s: statistics.fmean(test_accs[s]) for s in res},
+        "test_accuracy_std": {s: statistics.stdev(test_accs[s]) if len(seeds) > 1 else 0.0 for s in res},
+        "noise_accuracy_mean": {s: {k: statistics.fmean(by_seed[seed][s]["noise"][k] for seed in seeds)
                                     for k in REQUIRED_NOISE} for s in res},
         "train_seconds_by_seed": {s: {str(seed): by_seed[seed][s]["train_seconds"] for seed in seeds} for s in res},
         "noise_accuracy_noaug": {k: noise["noaug"][k] for k in REQUIRED_NOISE},
