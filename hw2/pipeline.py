@@ -13,17 +13,23 @@ import sys
 
 from .paths import ROOT
 from .results import freshness
+from . import tasks
 
 
 def modules(kind: str) -> list[str]:
     return sorted(p.stem for p in (ROOT / kind).glob("*.py") if not p.stem.startswith("_"))
 
 
-def run_all(kind: str, extra: list[str]) -> int:
+def run_all(kind: str, extra: list[str], device: str | None = None) -> int:
     failed = []
+    sources = tasks.task_sources()
     for name in modules(kind):
+        args = list(extra)
+        if device and (name not in sources or "device" in tasks.parameters_cell(
+                tasks.read_source(sources[name]), sources[name])[1]):
+            args += ["--device", device]          # Task 1 draws on the CPU and takes no --device
         print(f"== {kind}.{name}", flush=True)
-        rc = subprocess.run([sys.executable, "-m", f"{kind}.{name}", *extra], cwd=ROOT).returncode
+        rc = subprocess.run([sys.executable, "-m", f"{kind}.{name}", *args], cwd=ROOT).returncode
         if rc != 0:
             failed.append(f"{name} (exit {rc})")
     if failed:
@@ -32,13 +38,21 @@ def run_all(kind: str, extra: list[str]) -> int:
     return 0
 
 
+def status(name: str) -> tuple[str, str]:
+    """A code task (a notebook source) is judged by its source hash, like Quarto's freeze; a
+    harness experiment (Q3's reproduction) by its full profile's config hash."""
+    if name in tasks.task_sources():
+        return tasks.freshness(name)
+    mod = importlib.import_module(f"experiments.{name}")
+    return freshness(name, mod.PROFILES["full"])
+
+
 def check(allow_stale: bool) -> int:
     problems = []
     for name in modules("experiments"):
-        mod = importlib.import_module(f"experiments.{name}")
-        status, reason = freshness(name, mod.PROFILES["full"])
-        print(f"{name:28s} {status}" + (f"  ({reason})" if reason else ""))
-        if status != "fresh":
+        state, reason = status(name)
+        print(f"{name:28s} {state}" + (f"  ({reason})" if reason else ""))
+        if state != "fresh":
             problems.append(name)
     if problems and not allow_stale:
         print(f"error: results not fresh: {', '.join(problems)}. Run `make experiments` (or "
@@ -59,7 +73,7 @@ def main(argv=None) -> int:
         return run_all("derivations", [])
     if args.step == "check":
         return check(args.allow_stale)
-    return run_all("experiments", ["--profile", args.profile, "--device", args.device])
+    return run_all("experiments", ["--profile", args.profile], device=args.device)
 
 
 if __name__ == "__main__":
