@@ -1,13 +1,15 @@
-"""Render the report: _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}.
+"""Build the submission: _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}. Nothing here trains.
 
     python -m hw2.render [--engine auto|quarto|fallback] [--allow-stale]
 
-Primary path: `quarto render` (the project's _quarto.yml declares the pdf and ipynb formats).
-Fallback, used when Quarto is absent: resolve `{{< include >}}`s, read the .qmd with jupytext's
-Rmd reader, execute it with nbclient, write the executed notebook, and turn that notebook into
-pandoc Markdown -> PDF with the same LaTeX engine, honouring the cell options the report uses
-(`#| echo/output/include/label/fig-cap/tbl-cap`) and Quarto-style cross-references.
-Everything is built in a temporary folder and moved into _output/ only when all three files exist.
+The PDF answer file comes from report/hw2.qmd, which reads only results/ and figures/.
+Primary path: `quarto render` (the project's _quarto.yml declares the pdf format). Fallback, used
+when Quarto is absent: resolve `{{< include >}}`s, read the .qmd with jupytext's Rmd reader,
+execute it with nbclient, and turn the executed cells into pandoc Markdown -> PDF with the same
+LaTeX engine, honouring the cell options the report uses (`#| echo/output/include/label/fig-cap/
+tbl-cap`) and Quarto-style cross-references. The notebook is assembled from the executed task
+notebooks (hw2.submission). Everything is built in a temporary folder and moved into _output/ only
+when all three files exist.
 """
 from __future__ import annotations
 
@@ -132,16 +134,10 @@ def equations_to_latex(text: str) -> str:
                   text)
 
 
-def equations_for_notebook(text: str, refs: dict) -> str:
-    return re.sub(LABELLED_EQ,
-                  lambda m: f"$${m.group(1).rstrip()} \\tag{{{refs[m.group(2)][1]}}}$$",
-                  text)
-
-
 # --- execution ---------------------------------------------------------------------------------
 def execute(nb, timeout: int = 3600):
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(ROOT)}})
@@ -156,6 +152,8 @@ def execute(nb, timeout: int = 3600):
             where = opts.get("label") or next((ln for ln in code.splitlines() if ln.strip()), "?")
         last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise UserError(f"{MAIN}: cell '{where}' failed: {ANSI.sub('', last)}") from None
+    except DeadKernelError as e:
+        raise UserError(f"{MAIN}: the report's kernel died ({e})") from None
     return nb
 
 
@@ -264,71 +262,66 @@ def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
         raise UserError(f"{build / 'report.md'}: pandoc/LaTeX failed: {tail}")
 
 
-def fallback_render(stem: str, build: Path) -> tuple[Path, Path]:
-    import nbformat
-
-    os.environ["HW2_RENDERER"] = "fallback"    # the kernel inherits it; the PDF says so
+def fallback_render(stem: str, build: Path) -> Path:
     meta, nb = read_notebook()
     refs = number_crossrefs(nb)
     t0 = time.perf_counter()
     execute(nb)
-    print(f"render: executed {sum(c.cell_type == 'code' for c in nb.cells)} cells in "
+    print(f"render: executed {sum(c.cell_type == 'code' for c in nb.cells)} report cells in "
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    # The PDF is made from the executed cells before their markdown is rewritten for notebooks.
-    img_dir = build
-    markdown = to_markdown(nb, refs, img_dir, project_defaults())
+    markdown = to_markdown(nb, refs, build, project_defaults())
     pdf = build / f"{stem}.pdf"
     pandoc_pdf(markdown, meta, build, pdf)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            cell.source = re.sub(r"~~~\{=latex\}\n.*?\n~~~\n?", "", cell.source, flags=re.S).strip()
-            cell.source = replace_refs(equations_for_notebook(cell.source, refs), refs, latex=False)
-            # pandoc heading attributes ({.unnumbered}, {#id}) would show as literal text in Jupyter
-            cell.source = re.sub(r"^(#+ .*?)[ \t]*\{[.#][^}]*\}[ \t]*$", r"\1", cell.source, flags=re.M)
-    nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
-    ipynb = build / f"{stem}.ipynb"
-    nbformat.write(nb, str(ipynb))
-    return pdf, ipynb
+    return pdf
 
 
 # --- Quarto ------------------------------------------------------------------------------------
 def quarto_bin() -> str | None:
-    return shutil.which("quarto")
+    """quarto on PATH, or the one `pip install quarto-cli` put beside this Python (the venv's bin/)."""
+    beside = Path(sys.executable).parent / "quarto"
+    return shutil.which("quarto") or (str(beside) if beside.exists() else None)
 
 
-def quarto_render(stem: str, build: Path) -> tuple[Path, Path]:
-    env = {**os.environ, "HW2_RENDERER": "quarto"}
-    made = []
-    for fmt, ext in (("pdf", "pdf"), ("ipynb", "ipynb")):
-        cmd = [quarto_bin(), "render", str(MAIN.relative_to(ROOT)), "--to", fmt,
-               "--output", f"{stem}.{ext}", "--execute"]
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise UserError(f"{MAIN}: quarto render --to {fmt} failed: {tail}")
-        found = sorted(OUTPUT.rglob(f"{stem}.{ext}"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise UserError(f"{OUTPUT}: quarto reported success but wrote no {stem}.{ext}")
-        made.append(Path(shutil.move(str(found[-1]), build / f"{stem}.{ext}")))
-    return made[0], made[1]
+def quarto_render(stem: str, build: Path) -> Path:
+    # Quarto runs Jupyter with QUARTO_PYTHON (else the python3 on PATH): make it this environment's.
+    env = {**os.environ, "QUARTO_PYTHON": sys.executable}
+    cmd = [quarto_bin(), "render", str(MAIN.relative_to(ROOT)), "--to", "pdf", "--output", f"{stem}.pdf", "--execute"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise UserError(f"{MAIN}: quarto render --to pdf failed: {tail}")
+    found = sorted(OUTPUT.rglob(f"{stem}.pdf"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"{OUTPUT}: quarto reported success but wrote no {stem}.pdf")
+    return Path(shutil.move(str(found[-1]), build / f"{stem}.pdf"))
 
 
 # --- entry point -------------------------------------------------------------------------------
 def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTPUT) -> list[Path]:
-    from .report import output_stem
-    if allow_stale:
-        os.environ["HW2_ALLOW_STALE"] = "1"
-    stem = output_stem()
+    """The PDF (rendered from report/hw2.qmd), the submission notebook (assembled from the executed
+    task notebooks) and the zip of both; written to out_dir only when all three exist."""
+    import nbformat
+
+    from .report import output_stem, students
+    from .submission import assemble
+    stem = output_stem()                     # the students are validated before anything runs
+    notebook = assemble(students(), f"{stem}.pdf", allow_stale=allow_stale)   # refuses stale tasks
+    stale = [t for t, m in notebook.metadata["hw2"]["tasks"].items() if m["status"] != "fresh"]
+    if stale:
+        print(f"render: STALE, rendered anyway (--allow-stale): {', '.join(stale)}", file=sys.stderr)
+        os.environ["HW2_STALE"] = ",".join(stale)      # the report's kernel inherits it; the PDF says so
     use_quarto = engine == "quarto" or (engine == "auto" and quarto_bin())
     if engine == "quarto" and not quarto_bin():
-        raise UserError("quarto not found on PATH (pip install quarto-cli needs GitHub access)")
+        raise UserError("quarto not found on PATH or in the venv (pip install quarto-cli needs GitHub access)")
     if not use_quarto:
         print("render: Quarto not found (quarto on PATH or `pip install quarto-cli`); "
-              "using the fallback renderer (jupytext + nbclient + pandoc)", file=sys.stderr)
+              "rendering the PDF with the fallback renderer (jupytext + nbclient + pandoc)", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hw2-render-") as tmp:
         build = Path(tmp)
-        pdf, ipynb = quarto_render(stem, build) if use_quarto else fallback_render(stem, build)
+        pdf = quarto_render(stem, build) if use_quarto else fallback_render(stem, build)
+        ipynb = build / f"{stem}.ipynb"
+        nbformat.write(notebook, str(ipynb))
         zpath = build / f"{stem}.zip"
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
             z.write(ipynb, ipynb.name)
@@ -354,6 +347,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: render interrupted; _output/ left as it was", file=sys.stderr)
+        return 130
     for f in files:
         print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")
     print(f"render: done in {time.perf_counter() - t0:.0f} s")

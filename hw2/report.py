@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .paths import FIGURES, RESULTS, ROOT, STUDENTS
-from .results import config_hash, load_result, source_hash
+from .results import load_result
 
 
 def results_dir() -> Path:
@@ -83,25 +83,19 @@ def data_figure(path: str | Path):
     display(bundle, raw=True)
 
 
-def provenance(name: str, kind: str = "experiments") -> str:
-    """One line saying where a result came from and whether it is still current."""
-    r = result(name)
-    env = r["environment"]
-    line = (f"*Result `{name}` (profile `{r['profile']}`) ran on {env.get('device', '?')} "
-            f"in {r['wall_seconds']:.1f} s, finished {r['finished']}, commit `{str(env.get('git_commit'))[:12]}`.*")
-    module = ROOT / kind / f"{name}.py"
-    if kind == "experiments" and module.exists():
-        import importlib
-        mod = importlib.import_module(f"{kind}.{name}")
-        if r["profile"] != "full" or r["config_hash"] != config_hash(mod.PROFILES["full"]):
-            line += " **STALE: the experiment's full config changed since this run.**"
-        elif r.get("source_hash") and r["source_hash"] != source_hash(module):
-            line += " *(The experiment's code has been edited since this run; its config is unchanged.)*"
-    return line
-
-
-def show_provenance(name: str, kind: str = "experiments"):
-    md(provenance(name, kind))
+def reproducibility_rows() -> list[list[str]]:
+    """One row per result: what it is, its profile, where and when it ran, the commit, the wall time."""
+    import json
+    rows = []
+    for path in sorted(results_dir().glob("*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except ValueError:
+            continue
+        env = r.get("environment", {})
+        rows.append([path.stem, r.get("profile", "?"), str(env.get("device", "?")), str(r.get("finished", "?"))[:16].replace("T", " "),
+                     str(env.get("git_commit", "?"))[:10], f"{r.get('wall_seconds', 0):,.0f} s"])
+    return rows
 
 
 def students() -> list[dict]:
@@ -127,14 +121,9 @@ def students_block():
     md(table(rows, ["Name", "Campus e-mail", "ID"], "lll"))
 
 
-def render_notes():
-    """Notes the renderer asks to be printed (fallback renderer, stale results allowed)."""
-    notes = []
-    if os.environ.get("HW2_RENDERER") == "fallback":
-        notes.append("Rendered without Quarto (Quarto was not available): the project's fallback "
-                     "renderer (jupytext, nbclient, pandoc) built this file from the same `.qmd` sources.")
-    if os.environ.get("HW2_ALLOW_STALE"):
-        notes.append("**Rendered with `--allow-stale`: some results may not match their experiment's "
-                     "current configuration; each result's provenance line says which.**")
-    if notes:
-        md("\n\n".join(f"> {n}" for n in notes))
+def stale_note():
+    """Said in the PDF only when `make report ALLOW_STALE=1` used results whose code changed since."""
+    stale = [t for t in os.environ.get("HW2_STALE", "").split(",") if t]
+    if stale:
+        md("> **Rendered with stale results** (`ALLOW_STALE=1`): the code of " + ", ".join(f"`{t}`" for t in stale)
+           + " changed after the run whose numbers are shown here.")
