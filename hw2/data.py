@@ -274,10 +274,11 @@ def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
 
 
 def validate_imagenette(root: Path | None = None, decode: bool = True,
-                        expected_counts: dict | None = IMAGENETTE_COUNTS) -> dict:
-    """Check both splits completely: layout of every split first (see _split_listing), then the
-    image counts (per class folder too, for the real dataset's counts), then, with decode, that
-    every JPEG decodes. {'train': n, 'val': n}, or a DataError naming the folder or file."""
+                        expected_counts: dict | None = IMAGENETTE_CLASS_COUNTS) -> dict:
+    """Check both splits completely: the layout of every split first (see _split_listing), then the
+    image counts, then, with decode, that every JPEG decodes. expected_counts maps each split to
+    its total or to {wnid: count} (the default: the real dataset's per class folder); None skips
+    the counts. {'train': n, 'val': n}, or a DataError naming the folder or file."""
     from PIL import Image
 
     root = Path(root) if root else imagenette_root()
@@ -285,20 +286,25 @@ def validate_imagenette(root: Path | None = None, decode: bool = True,
     if not base.is_dir():
         raise DataError(f"{base}: is not a folder, expected the Imagenette folder with train/ and val/")
     listing = {split: _split_listing(base / split) for split in IMAGENETTE_SPLITS}  # layout first
-    per_class = IMAGENETTE_CLASS_COUNTS if expected_counts == IMAGENETTE_COUNTS else None
     counts = {split: sum(map(len, by_class.values())) for split, by_class in listing.items()}
     for split, by_class in listing.items():
-        split_dir = base / split
-        wrong = [(w, len(by_class[w]), per_class[split][w]) for w in IMAGENETTE_WNIDS
-                 if per_class and len(by_class[w]) != per_class[split][w]]
-        detail = ""
+        expected = (expected_counts or {}).get(split)
+        if expected is None:
+            continue
+        per_class = expected if isinstance(expected, dict) else None
+        total = sum(per_class.values()) if per_class else expected
+        wrong = [(w, len(by_class[w]), per_class[w]) for w in IMAGENETTE_WNIDS
+                 if per_class and len(by_class[w]) != per_class[w]]
+        if counts[split] != total:
+            detail = ""
+            if wrong:
+                w, n, e = wrong[0]
+                detail = f"; {w} has {n}, expected {e}" + (f" ({len(wrong) - 1} more class folders differ)"
+                                                           if len(wrong) > 1 else "")
+            raise DataError(f"{base / split}: {counts[split]} images, expected {total}{detail}")
         if wrong:
             w, n, e = wrong[0]
-            detail = f"; {w} has {n}, expected {e}" + (f" ({len(wrong) - 1} more class folders differ)" if len(wrong) > 1 else "")
-        if expected_counts and counts[split] != expected_counts[split]:
-            raise DataError(f"{split_dir}: {counts[split]} images, expected {expected_counts[split]}{detail}")
-        if wrong:
-            raise DataError(f"{split_dir / w}: {n} images, expected {e} (the split's total is right: "
+            raise DataError(f"{base / split / w}: {n} images, expected {e} (the split's total is right: "
                             f"images moved between class folders?)")
     if decode:
         for by_class in listing.values():
