@@ -315,10 +315,15 @@ def quarto_render(stem: str, build: Path) -> tuple[Path, Path]:
 
 # --- entry point -------------------------------------------------------------------------------
 def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTPUT) -> list[Path]:
-    from .report import output_stem
+    from .data import DATASETS, check_datasets
+    from .report import check_students, output_stem
+    # Everything the cells will need is validated before any of them runs: the students (their
+    # IDs name the files; warnings printed once) and every dataset the report reads (no decoding).
+    check_students()
+    stem = output_stem()
+    check_datasets(DATASETS, decode=False)
     if allow_stale:
         os.environ["HW2_ALLOW_STALE"] = "1"
-    stem = output_stem()
     use_quarto = engine == "quarto" or (engine == "auto" and quarto_bin())
     if engine == "quarto" and not quarto_bin():
         raise UserError("quarto not found on PATH (pip install quarto-cli needs GitHub access)")
@@ -357,6 +362,10 @@ def main(argv=None) -> int:
     for f in files:
         print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")
     print(f"render: done in {time.perf_counter() - t0:.0f} s")
+    from .report import students_warnings
+    for w in students_warnings():
+        if "NOT ATTRIBUTABLE" in w:     # said before the render too; said again where it is seen
+            print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
