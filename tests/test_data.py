@@ -259,7 +259,8 @@ def test_empty_class_folder_is_named_before_compute(tmp_path, split):
     empty = base / split / "n03000684"
     shutil.rmtree(empty)
     empty.mkdir()
-    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), empty, "class folder is empty")
+    err = assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), empty, "class folder is empty")
+    assert "images, expected" not in err              # named, not reported as a count
     with pytest.raises(DataError, match="class folder is empty"):
         data.imagenette_files(tmp_path, split)       # what the caches and the trainings list
 
@@ -358,6 +359,23 @@ def test_bad_figure_is_named(tmp_path):
     (local / name).unlink()
     (local / name).mkdir()
     assert_one_line_error(run_case(tmp_path, "figures"), local / name, f"is a directory, expected the file {name}")
+
+
+def test_render_validates_data_before_any_cell(tmp_path):
+    """`python -m hw2.render` (make report's last step, also run on its own) stops at a bad figure
+    before executing a cell or writing anything."""
+    local = tmp_path / data.FIGURES_DIR
+    local.mkdir()
+    name = list(data.FIGURE_SHA256)[2]
+    (local / name).write_bytes(b"not the figure")
+    before = snapshot(tmp_path)
+    env = {**os.environ, "HW2_DATA_DIR": str(tmp_path), "HW2_NO_DOWNLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hw2.render", "--engine", "fallback", "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=data.ROOT, timeout=120)
+    assert snapshot(tmp_path) == before
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "render: executed" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]   # (+ students warnings)
+    assert errors == [f"error: {local / name}: sha256 does not match the course's figure"]
 
 
 def test_check_datasets_is_what_runners_call():
