@@ -351,8 +351,8 @@ DATASETS = ("magic", "imagenette", "figures")
 
 def _check_magic(decode: bool) -> str:
     info = validate_magic()
-    how = " (CRLF line endings, read as LF)" if info["crlf"] else ""
-    how += " (no final newline)" if not info["final_newline"] else ""
+    how = "; CRLF line endings read as LF" if info["crlf"] else ""
+    how += "; no final newline" if not info["final_newline"] else ""
     return (f"MAGIC       ok  {info['path']}  ({info['rows']} rows, {len(MAGIC_COLUMNS)} columns, "
             f"{info['g']} g / {info['h']} h, sha256 ok{how})")
 

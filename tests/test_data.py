@@ -219,8 +219,8 @@ def test_bad_magic_names_line_and_problem(tmp_path, magic_bytes, edit, problem):
 
 
 @pytest.mark.parametrize("edit, note", [
-    (lambda r: r.replace(b"\n", b"\r\n"), "CRLF line endings, read as LF"),
-    (lambda r: r[:-1], "no final newline"),
+    (lambda r: r.replace(b"\n", b"\r\n"), "sha256 ok; CRLF line endings read as LF"),
+    (lambda r: r[:-1], "sha256 ok; no final newline"),
 ])
 def test_magic_with_crlf_or_no_final_newline_is_the_uci_file(tmp_path, magic_bytes, edit, note):
     (tmp_path / "magic04.data").write_bytes(edit(magic_bytes))
