@@ -302,10 +302,16 @@ def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTP
     task notebooks) and the zip of both; written to out_dir only when all three exist."""
     import nbformat
 
-    from .report import output_stem, students
+    from .data import check_datasets
+    from .report import check_students, output_stem
     from .submission import assemble
-    stem = output_stem()                     # the students are validated before anything runs
-    notebook = assemble(students(), f"{stem}.pdf", allow_stale=allow_stale)   # refuses stale tasks
+    # Everything the cells will need is validated before any of them runs: the students (their
+    # IDs name the files; warnings printed once), the Q3 figures the report shows (the only data it
+    # reads), and the task notebooks (stale ones are refused unless allowed).
+    people = check_students()
+    stem = output_stem()
+    check_datasets(["figures"], decode=False)
+    notebook = assemble(people, f"{stem}.pdf", allow_stale=allow_stale)
     stale = [t for t, m in notebook.metadata["hw2"]["tasks"].items() if m["status"] != "fresh"]
     if stale:
         print(f"render: STALE, rendered anyway (--allow-stale): {', '.join(stale)}", file=sys.stderr)
@@ -353,6 +359,10 @@ def main(argv=None) -> int:
     for f in files:
         print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")
     print(f"render: done in {time.perf_counter() - t0:.0f} s")
+    from .report import students_warnings
+    for w in students_warnings():
+        if "NOT ATTRIBUTABLE" in w:     # said before the render too; said again where it is seen
+            print(f"warning: {w}", file=sys.stderr)
     return 0
 
 

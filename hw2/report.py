@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -98,16 +99,114 @@ def reproducibility_rows() -> list[list[str]]:
     return rows
 
 
+PLACEHOLDER_NAMES = {"Student 1", "Student 2"}        # the template's students
+PLACEHOLDER_IDS = {"123456789", "987654321"}
+STUDENT_FIELDS = ("name", "email", "id")
+
+
+def students_path() -> Path:
+    return Path(os.environ.get("HW2_STUDENTS", STUDENTS))
+
+
 def students() -> list[dict]:
-    path = Path(os.environ.get("HW2_STUDENTS", STUDENTS))
+    """The two students of students.toml, validated: each has a name, an e-mail and a 9-digit ID
+    (the IDs name the output files). A UserError names the student, the field and the problem."""
+    path = students_path()
     try:
-        data = tomllib.loads(path.read_text())
-        people = data["students"]
-        assert len(people) == 2 and all({"name", "email", "id"} <= set(p) for p in people)
+        text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: missing (copy the two students' name, email, id into it)") from None
-    except (tomllib.TOMLDecodeError, KeyError, AssertionError, TypeError):
-        raise UserError(f"{path}: needs exactly two [[students]] with name, email and id") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: TOML syntax error: {e}") from None
+    people = config.get("students")
+    if not isinstance(people, list) or len(people) != 2 or not all(isinstance(p, dict) for p in people):
+        found = len(people) if isinstance(people, list) else 0
+        raise UserError(f"{path}: needs exactly two [[students]] with name, email and id (found {found})")
+    for i, person in enumerate(people, start=1):
+        who = _who(i, person)
+        for field in STUDENT_FIELDS:
+            if field not in person:
+                raise UserError(f"{path}: {who}: field '{field}' missing")
+            value = person[field]
+            if not isinstance(value, str):
+                hint = ' (quote it: id = "012345678", an ID may start with 0)' if field == "id" else ""
+                raise UserError(f"{path}: {who}: field '{field}' must be a quoted string, not {value!r}{hint}")
+            if not value.strip():
+                raise UserError(f"{path}: {who}: field '{field}' is empty")
+        if "@" not in person["email"] or any(c.isspace() for c in person["email"].strip()):
+            raise UserError(f"{path}: {who}: field 'email' {person['email']!r} is not an e-mail address")
+        if not re.fullmatch(r"[0-9]{9}", person["id"]):
+            raise UserError(f"{path}: {who}: field 'id' {person['id']!r} {_id_problem(person['id'])}; "
+                            f"an ID is exactly 9 digits 0-9")
+    if people[0]["id"] == people[1]["id"]:
+        raise UserError(f"{path}: {_who(2, people[1])}: field 'id' {people[1]['id']!r} is the same as student 1's")
+    return people
+
+
+def _who(i: int, person: dict) -> str:
+    name = person.get("name")
+    return f"student {i}" + (f" ({name.strip()!r})" if isinstance(name, str) and name.strip() else "")
+
+
+def _id_problem(value: str) -> str:
+    if any(c.isspace() for c in value):
+        return "contains a space"
+    if not all(c in "0123456789" for c in value):
+        return "contains characters other than digits"
+    return f"has {len(value)} digits"
+
+
+def israeli_id_ok(value: str) -> bool:
+    """The check digit of an Israeli ID (Teudat Zehut): alternate weights 1, 2, digit sums, mod 10."""
+    total = 0
+    for k, c in enumerate(value):
+        d = int(c) * (1 + k % 2)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def is_placeholder(person: dict) -> bool:
+    return person["name"].strip() in PLACEHOLDER_NAMES or person["id"] in PLACEHOLDER_IDS
+
+
+def students_warnings(people: list[dict] | None = None) -> list[str]:
+    """What is valid but suspicious: the template's placeholder students still there (the
+    submission is not attributable), or an ID whose check digit fails (a typo?)."""
+    people = people if people is not None else students()
+    path = students_path()
+    warnings = []
+    placeholders = [_who(i, p) for i, p in enumerate(people, start=1) if is_placeholder(p)]
+    if placeholders:
+        warnings.append(f"{path} still holds the template's placeholder students ({', '.join(placeholders)}): "
+                        f"THE SUBMISSION IS NOT ATTRIBUTABLE YET. Put your names, campus e-mails and IDs there.")
+    for i, p in enumerate(people, start=1):
+        if not is_placeholder(p) and not israeli_id_ok(p["id"]):
+            warnings.append(f"{path}: {_who(i, p)}: field 'id' {p['id']!r} fails the Israeli ID check digit "
+                            f"(a typo?); used as written")
+    return warnings
+
+
+_warned: set[str] = set()
+
+
+def check_students(stream=None) -> list[dict]:
+    """students(), then each warning printed on stderr once per process (the placeholder one loudly)."""
+    import sys
+    people = students()
+    stream = stream or sys.stderr
+    for w in students_warnings(people):
+        if w in _warned:
+            continue
+        _warned.add(w)
+        if "NOT ATTRIBUTABLE" in w:
+            bar = "!" * 100
+            print(f"warning: {bar}\nwarning: {w}\nwarning: {bar}", file=stream, flush=True)
+        else:
+            print(f"warning: {w}", file=stream, flush=True)
     return people
 
 

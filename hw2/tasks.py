@@ -184,17 +184,15 @@ class OutputLock:
 
 
 def check_data(datasets: list[str]) -> dict[str, Path]:
-    """Validate each dataset the task reads (as `make check-data` does) and return its path."""
+    """Validate each dataset the task reads completely (`make check-data`'s own code, JPEGs not
+    decoded) and return where each lies, to be linked into the kernel's data/ folder."""
     from . import data
+    data.check_datasets(datasets, decode=False)
     found = {}
-    for name in datasets:
-        if name == "magic":
-            data.load_magic()
-            found[data.MAGIC_FILE] = data.magic_path()
-        elif name == "imagenette":
-            root = data.imagenette_root()
-            data.validate_imagenette(root, decode=False)
-            found[data.IMAGENETTE_DIR] = root / data.IMAGENETTE_DIR
+    if "magic" in datasets:
+        found[data.MAGIC_FILE] = data.magic_path()
+    if "imagenette" in datasets:
+        found[data.IMAGENETTE_DIR] = data.imagenette_root() / data.IMAGENETTE_DIR
     return found
 
 

@@ -143,3 +143,250 @@ def test_no_download_when_disabled(tmp_path, monkeypatch):
 def test_q3_figures_verified():
     for name in data.FIGURE_SHA256:
         assert data.figure_file(name).exists()
+
+
+# --- issue 14: every bad input is named up front, before any compute ----------------------------
+# Each case builds its files in tmp_path, runs `python -m hw2.data` (what `make check-data` and the
+# runners call) with HW2_DATA_DIR there, and checks: non-zero exit, exactly one stderr line
+# `error: <file or folder>: <problem>`, no traceback, nothing written (tmp_path and ./data).
+SHARED = data.ROOT.parent / "shared" / "data"
+REAL_IMAGENETTE = SHARED / data.IMAGENETTE_DIR
+
+
+def snapshot(folder):
+    return sorted((str(p.relative_to(folder)), p.is_dir() or os.lstat(p).st_size) for p in folder.rglob("*"))
+
+
+def run_case(tmp_path, *args, timeout=60):
+    """`python -m hw2.data ARGS` on HW2_DATA_DIR=tmp_path; asserts it wrote nothing anywhere."""
+    before, had_data = snapshot(tmp_path), (data.ROOT / "data").exists()
+    proc = run_check_data(tmp_path, *args)
+    assert snapshot(tmp_path) == before
+    assert (data.ROOT / "data").exists() == had_data
+    return proc
+
+
+def assert_one_line_error(proc, where, problem):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1, proc.stderr
+    assert err[0].startswith(f"error: {where}: "), err[0]
+    assert problem in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def magic_bytes():
+    return (SHARED / "magic04.data").read_bytes()
+
+
+def set_field(raw: bytes, line: int, column: int, value: bytes) -> bytes:
+    """The file with field `column` (0-based) of line `line` (1-based) replaced."""
+    lines = raw.split(b"\n")
+    fields = lines[line - 1].split(b",")
+    fields[column] = value
+    lines[line - 1] = b",".join(fields)
+    return b"\n".join(lines)
+
+
+def insert_line(raw: bytes, line: int, content: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    return b"\n".join(lines[:line - 1] + [content] + lines[line - 1:])
+
+
+# case 10: MAGIC -- the line and the problem, before the checksum; CRLF accepted
+@pytest.mark.parametrize("edit, problem", [
+    (lambda r: r + b"\n", "line 19021 is blank (blank line at the end of the file)"),
+    (lambda r: r.replace(b"\n", b"\r\n") + b"\r\n", "line 19021 is blank (blank line at the end of the file)"),
+    (lambda r: insert_line(r, 5, b""), "line 5 is blank (in the middle of the data, before line 6)"),
+    (lambda r: set_field(r, 3, 2, b"NaN"), "line 3 has a non-finite feature value 'NaN' (fSize)"),
+    (lambda r: set_field(r, 2, 0, b"inf"), "line 2 has a non-finite feature value 'inf' (fLength)"),
+    (lambda r: set_field(r, 2, 0, b"3.16036e1"), "line 2 has feature value '3.16036e1' (fLength) not written as a plain decimal"),
+    (lambda r: set_field(r, 7, 9, b""), "line 7 has a non-numeric feature value '' (fDist)"),
+    (lambda r: set_field(r, 10, 10, b"g,1.0"), "line 10 has 12 columns, expected 11"),
+    (lambda r: set_field(r, 10, 10, b"G"), "line 10 has unknown class label 'G'"),
+    (lambda r: set_field(r, 4, 1, b"\xe9"), "line 4 has a non-ASCII byte 0xe9"),
+    (lambda r: set_field(r, 9, 1, b"1.0\r2.0"), "line 9 has a stray carriage return"),
+    (lambda r: set_field(r.replace(b"\n", b"\r\n"), 1, 0, b"28.7968"), "sha256 does not match the UCI file (even with LF line endings)"),
+    (lambda r: set_field(r, 1, 0, b"28.7968"), "sha256 does not match the UCI file; every line is well-formed"),
+])
+def test_bad_magic_names_line_and_problem(tmp_path, magic_bytes, edit, problem):
+    (tmp_path / "magic04.data").write_bytes(edit(magic_bytes))
+    proc = run_case(tmp_path, "magic")
+    assert_one_line_error(proc, tmp_path / "magic04.data", problem)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("edit, note", [
+    (lambda r: r.replace(b"\n", b"\r\n"), "sha256 ok; CRLF line endings read as LF"),
+    (lambda r: r[:-1], "sha256 ok; no final newline"),
+])
+def test_magic_with_crlf_or_no_final_newline_is_the_uci_file(tmp_path, magic_bytes, edit, note):
+    (tmp_path / "magic04.data").write_bytes(edit(magic_bytes))
+    assert data.load_magic(tmp_path / "magic04.data").equals(data.load_magic())
+    proc = run_case(tmp_path, "magic")
+    assert proc.returncode == 0, proc.stderr
+    assert str(tmp_path / "magic04.data") in proc.stdout and note in proc.stdout and "sha256 ok" in proc.stdout
+
+
+def test_directory_at_magic_path_is_named(tmp_path):
+    (tmp_path / "magic04.data").mkdir()
+    assert_one_line_error(run_case(tmp_path, "magic"), tmp_path / "magic04.data",
+                          "is a directory, expected the file magic04.data")
+
+
+def test_broken_link_at_magic_path_is_named_not_skipped(tmp_path):
+    (tmp_path / "magic04.data").symlink_to(tmp_path / "gone.data")
+    assert_one_line_error(run_case(tmp_path, "magic"), tmp_path / "magic04.data", "broken symbolic link")
+
+
+# cases 2, 5, 12: Imagenette -- every class folder, unknown folders and the counts, without decoding
+def fake_imagenette(root, per_class=2):
+    """imagenette2-160/{train,val}/<wnid>/ with links to a few real JPEGs of that class."""
+    for split in data.IMAGENETTE_SPLITS:
+        for wnid in data.IMAGENETTE_WNIDS:
+            d = root / data.IMAGENETTE_DIR / split / wnid
+            d.mkdir(parents=True)
+            for src in sorted((REAL_IMAGENETTE / split / wnid).iterdir())[:per_class]:
+                (d / src.name).symlink_to(src)
+    return root / data.IMAGENETTE_DIR
+
+
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_empty_class_folder_is_named_before_compute(tmp_path, split):
+    base = fake_imagenette(tmp_path)
+    empty = base / split / "n03000684"
+    shutil.rmtree(empty)
+    empty.mkdir()
+    err = assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), empty, "class folder is empty")
+    assert "images, expected" not in err              # named, not reported as a count
+    with pytest.raises(DataError, match="class folder is empty"):
+        data.imagenette_files(tmp_path, split)       # what the caches and the trainings list
+
+
+def test_unknown_extra_class_folder_is_named(tmp_path):
+    base = fake_imagenette(tmp_path)
+    extra = base / "val" / "n99999999"
+    shutil.copytree(base / "val" / "n01440764", extra, symlinks=True)
+    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), extra,
+                          "unknown folder in the val split, not one of Imagenette's 10 class folders")
+
+
+def test_class_folder_with_no_jpegs_or_a_subfolder_is_named(tmp_path):
+    base = fake_imagenette(tmp_path)
+    d = base / "train" / "n02102040"
+    shutil.rmtree(d)
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), d, "class folder holds no .JPEG files")
+    (d / "img.JPEG").symlink_to(next((REAL_IMAGENETTE / "train" / "n02102040").iterdir()))
+    (d / "more").mkdir()
+    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), d / "more", "folder inside a class folder")
+
+
+def test_missing_split_is_named(tmp_path):
+    base = fake_imagenette(tmp_path)
+    shutil.rmtree(base / "val")
+    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), base / "val", "split folder missing")
+
+
+def test_wrong_count_names_the_split_and_the_class_folder(tmp_path):
+    base = fake_imagenette(tmp_path)                  # 2 per class: every class folder is short
+    err = assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), base / "train",
+                                "20 images, expected 9469; n01440764 has 2, expected 963 (9 more class folders differ)")
+    two = {split: dict.fromkeys(data.IMAGENETTE_WNIDS, 2) for split in data.IMAGENETTE_SPLITS}
+    assert data.validate_imagenette(tmp_path, decode=False, expected_counts=two) == {"train": 20, "val": 20}
+    sorted((base / "val" / "n03000684").iterdir())[0].unlink()
+    with pytest.raises(DataError) as e:
+        data.validate_imagenette(tmp_path, decode=False, expected_counts=two)
+    assert str(e.value) == f"{base / 'val'}: 19 images, expected 20; n03000684 has 1, expected 2"
+
+
+def test_image_moved_between_classes_is_named(tmp_path):
+    base = fake_imagenette(tmp_path)
+    two = {split: dict.fromkeys(data.IMAGENETTE_WNIDS, 2) for split in data.IMAGENETTE_SPLITS}
+    victim = sorted((base / "train" / "n01440764").iterdir())[0]
+    victim.rename(base / "train" / "n02102040" / victim.name)
+    with pytest.raises(DataError) as e:
+        data.validate_imagenette(tmp_path, decode=False, expected_counts=two)
+    assert str(e.value).startswith(f"{base / 'train' / 'n01440764'}: 1 images, expected 2 (the split's total is right")
+
+
+def test_real_imagenette_validates_in_about_a_second_without_decoding(tmp_path):
+    import time
+    t0 = time.perf_counter()
+    assert data.validate_imagenette(SHARED, decode=False) == data.IMAGENETTE_COUNTS
+    assert time.perf_counter() - t0 < 3                     # 13,394 files listed, none decoded
+    base = fake_imagenette(tmp_path)
+    bad = sorted((base / "val" / "n01440764").iterdir())[0]
+    bad.unlink()
+    bad.write_bytes(b"\xff\xd8 not a jpeg")                # only decoding notices
+    assert data.validate_imagenette(tmp_path, decode=False, expected_counts=None) == {"train": 20, "val": 20}
+    with pytest.raises(DataError, match="does not decode"):
+        data.validate_imagenette(tmp_path, decode=True, expected_counts=None)
+
+
+def test_check_data_says_where_magic_came_from_then_names_the_imagenette_problem(tmp_path):
+    base = fake_imagenette(tmp_path)
+    proc = run_case(tmp_path, "--no-decode")   # magic and figures come from later in the lookup order
+    lines = proc.stdout.splitlines()
+    assert str(SHARED / "magic04.data") in lines[0]
+    assert_one_line_error(proc, base / "train", "20 images, expected 9469")
+
+
+# case 11: Q3 figures -- each figure's folder named; a bad one caught before any render
+def test_figures_from_two_folders_are_each_named(tmp_path):
+    local = tmp_path / data.FIGURES_DIR
+    local.mkdir()
+    names = list(data.FIGURE_SHA256)
+    for name in names[:2]:
+        (local / name).symlink_to(SHARED / data.FIGURES_DIR / name)
+    proc = run_case(tmp_path, "figures")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip()
+    assert "from 2 folders" in line and f"first folder {local} lacks some" in line
+    assert f"{names[0]} from {local};" in line and f"{names[1]} from {local};" in line
+    assert f"{names[2]} from {SHARED / data.FIGURES_DIR}" in line
+
+
+def test_bad_figure_is_named(tmp_path):
+    local = tmp_path / data.FIGURES_DIR
+    local.mkdir()
+    name = list(data.FIGURE_SHA256)[1]
+    (local / name).write_bytes((SHARED / data.FIGURES_DIR / name).read_bytes()[:-10])
+    assert_one_line_error(run_case(tmp_path, "figures"), local / name, "sha256 does not match the course's figure")
+    (local / name).unlink()
+    (local / name).mkdir()
+    assert_one_line_error(run_case(tmp_path, "figures"), local / name, f"is a directory, expected the file {name}")
+
+
+def test_render_validates_data_before_any_cell(tmp_path):
+    """`python -m hw2.render` (make report's last step, also run on its own) stops at a bad figure
+    before executing a cell or writing anything."""
+    local = tmp_path / data.FIGURES_DIR
+    local.mkdir()
+    name = list(data.FIGURE_SHA256)[2]
+    (local / name).write_bytes(b"not the figure")
+    before = snapshot(tmp_path)
+    env = {**os.environ, "HW2_DATA_DIR": str(tmp_path), "HW2_NO_DOWNLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hw2.render", "--engine", "fallback", "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=data.ROOT, timeout=120)
+    assert snapshot(tmp_path) == before
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "render: executed" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]   # (+ students warnings)
+    assert errors == [f"error: {local / name}: sha256 does not match the course's figure"]
+
+
+def test_check_datasets_is_what_runners_call():
+    lines = data.check_datasets(["magic", "imagenette", "figures"])
+    assert [ln.split()[0] for ln in lines] == ["MAGIC", "Imagenette", "Q3"]
+    assert data.check_datasets("figures")[0].startswith("Q3 figures  ok")
+    with pytest.raises(data.UserError, match="unknown dataset 'mnist'"):
+        data.check_datasets(["magic", "mnist"])
+
+
+def test_make_report_validates_data_before_anything_else():
+    recipe = (data.ROOT / "Makefile").read_text().split("\nreport:")[1].split("\n\n")[0].splitlines()[1:]
+    assert "-m hw2.data --no-decode" in recipe[0]
+    assert any("-m hw2.render" in ln for ln in recipe[1:])

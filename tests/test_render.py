@@ -98,9 +98,9 @@ def test_notebook_crossrefs_become_numbers():
 def test_students_config_names_the_files(tmp_path, monkeypatch):
     assert output_stem() == "ece046211_hw2_" + "_".join(s["id"] for s in students())
     cfg = tmp_path / "s.toml"
-    cfg.write_text('[[students]]\nname="A"\nemail="a@x"\nid="111"\n[[students]]\nname="B"\nemail="b@x"\nid="222"\n')
+    cfg.write_text('[[students]]\nname="A"\nemail="a@x"\nid="000000018"\n[[students]]\nname="B"\nemail="b@x"\nid="123456782"\n')
     monkeypatch.setenv("HW2_STUDENTS", str(cfg))
-    assert output_stem() == "ece046211_hw2_111_222"
+    assert output_stem() == "ece046211_hw2_000000018_123456782"
     cfg.write_text('[[students]]\nname="A"\n')
     with pytest.raises(UserError, match="needs exactly two"):
         output_stem()
