@@ -130,41 +130,63 @@ def save_figure(fig, what):
 # present and non-empty, no unknown folder, the expected counts.
 
 # %%
-#| label: task3-check-data
+#| label: task3-data-functions
 WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042",
          "n03425413", "n03445777", "n03888257"]
 COUNTS = {"train": 9469, "val": 3925}
+
+
+def check_imagenette(root, counts):
+    """{split: sorted JPEG paths}, after checking the layout: every class folder present and
+    non-empty, no unknown folder, the expected number of images."""
+    files = {}
+    for split, expected in counts.items():
+        folder = os.path.join(root, split)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{folder}: split folder missing")
+        for entry in sorted(os.listdir(folder)):
+            if os.path.isdir(os.path.join(folder, entry)) and entry not in WNIDS:
+                raise ValueError(f"{os.path.join(folder, entry)}: unknown class folder (not one of Imagenette's 10)")
+        files[split] = []
+        for wnid in WNIDS:
+            sub = os.path.join(folder, wnid)
+            if not os.path.isdir(sub):
+                raise FileNotFoundError(f"{sub}: class folder missing")
+            jpegs = sorted(f for f in os.listdir(sub) if f.lower().endswith((".jpeg", ".jpg")))
+            if not jpegs:
+                raise ValueError(f"{sub}: class folder is empty")
+            files[split] += [os.path.join(sub, f) for f in jpegs]
+        if len(files[split]) != expected:
+            raise ValueError(f"{folder}: {len(files[split])} images, expected {expected}")
+    return files
+
+
+def fingerprint(root, files):
+    """A hash of every JPEG's name and content: it keys the decoded-image cache and every
+    checkpoint, so a changed or corrupted file is never served from a cache or resumed from."""
+    digest = hashlib.sha256()
+    for split in sorted(files):
+        for f in files[split]:
+            with open(f, "rb") as fh:
+                digest.update(os.path.relpath(f, root).encode() + b"\0" + fh.read())
+    return digest.hexdigest()[:16]
+
+
+# %%
+#| label: task3-check-data
 root = os.path.join(data_dir, "imagenette2-160")
 if not os.path.isdir(root):
     torchvision.datasets.Imagenette(root=data_dir, split="train", size="160px", download=True)
-files = {}
-for split, expected in COUNTS.items():
-    folder = os.path.join(root, split)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: split folder missing")
-    present = sorted(e for e in os.listdir(folder) if os.path.isdir(os.path.join(folder, e)))
-    for wnid in present:
-        if wnid not in WNIDS:
-            raise ValueError(f"{os.path.join(folder, wnid)}: unknown class folder (expected the 10 Imagenette wnids)")
-    files[split] = []
-    for wnid in WNIDS:
-        sub = os.path.join(folder, wnid)
-        if not os.path.isdir(sub):
-            raise FileNotFoundError(f"{sub}: class folder missing")
-        jpegs = sorted(f for f in os.listdir(sub) if f.lower().endswith((".jpeg", ".jpg")))
-        if not jpegs:
-            raise ValueError(f"{sub}: class folder is empty")
-        files[split] += [os.path.join(sub, f) for f in jpegs]
-    if len(files[split]) != expected:
-        raise ValueError(f"{folder}: {len(files[split])} images, expected {expected}")
-# The content of every JPEG, hashed: it keys the decoded-image cache and every checkpoint, so a
-# changed or corrupted file is never served from a cache or resumed from a stale training.
-digest = hashlib.sha256()
-for split in COUNTS:
-    for f in files[split]:
-        with open(f, "rb") as fh:
-            digest.update(os.path.relpath(f, root).encode() + b"\0" + fh.read())
-DATA_FINGERPRINT = digest.hexdigest()[:16]
+files = check_imagenette(root, COUNTS)
+DATA_FINGERPRINT = fingerprint(root, files)
+# A resumed run continues trainings of the same data only: refuse one whose data changed.
+marker = os.path.join(cache_dir, NAME, f"{profile}_data_fingerprint.txt")
+if resume and os.path.exists(marker) and open(marker).read().strip() != DATA_FINGERPRINT:
+    raise RuntimeError(f"{root}: the data changed since the interrupted run (fingerprint "
+                       f"{open(marker).read().strip()} -> {DATA_FINGERPRINT}); run again without resume")
+os.makedirs(os.path.dirname(marker), exist_ok=True)
+with open(marker, "w") as f:
+    f.write(DATA_FINGERPRINT)
 print(f"{root}: 10 classes, {len(files['train'])} train and {len(files['val'])} val images, "
       f"content fingerprint {DATA_FINGERPRINT}")
 
@@ -245,6 +267,14 @@ def decoded(split, per_class):
     return x, y
 
 
+def normalize(x01):
+    """An image batch in [0, 1] -> normalised, in the memory layout the network runs fastest in."""
+    x = (x01 - MEAN_DEV) / STD_DEV
+    return x.contiguous(memory_format=torch.channels_last) if CONFIG["channels_last"] else x
+
+
+# %%
+#| label: task3-decode
 t0 = time.perf_counter()
 x_all, y_all = decoded("train", CONFIG["per_class_train"])
 x_test, y_test = decoded("val", CONFIG["per_class_test"])
@@ -264,11 +294,6 @@ metrics.update(n_train=len(x_train), n_val=len(x_val), n_test=len(x_test), data_
 x_train_dev, y_train_dev = x_train.to(DEVICE), y_train.to(DEVICE)
 MEAN_DEV, STD_DEV = MEAN.view(1, 3, 1, 1).to(DEVICE), STD.view(1, 3, 1, 1).to(DEVICE)
 
-
-def normalize(x01):
-    """An image batch in [0, 1] -> normalised, in the memory layout the network runs fastest in."""
-    x = (x01 - MEAN_DEV) / STD_DEV
-    return x.contiguous(memory_format=torch.channels_last) if CONFIG["channels_last"] else x
 
 
 # %% [markdown]
@@ -333,6 +358,8 @@ def make_net(hp):
     return Net(CONFIG["stem_width"], CONFIG["widths"], CONFIG["groups"], hp["dropout"], hp["drop_path"])
 
 
+# %%
+#| label: task3-model-summary
 net = make_net(CONFIG)
 assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()), "no BatchNorm allowed"
 rows = []

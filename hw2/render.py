@@ -139,7 +139,9 @@ def execute(nb, timeout: int = 3600):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    from .tasks import kernel_manager
+    sockets = Path(tempfile.mkdtemp(prefix="hw2-kernel-"))
+    client = NotebookClient(nb, km=kernel_manager(sockets), timeout=timeout,
                             resources={"metadata": {"path": str(ROOT)}})
     try:
         client.execute()
@@ -154,6 +156,8 @@ def execute(nb, timeout: int = 3600):
         raise UserError(f"{MAIN}: cell '{where}' failed: {ANSI.sub('', last)}") from None
     except DeadKernelError as e:
         raise UserError(f"{MAIN}: the report's kernel died ({e})") from None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return nb
 
 

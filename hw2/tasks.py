@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import signal
 import json
 import os
 import re
@@ -46,14 +45,6 @@ FLAG_NAMES = {"out_dir": "out"}          # parameter -> flag, where the flag is 
 # Set by the runner, never from the command line: the kernel's own scratch folder decides them.
 RUNNER_ONLY = {"data_dir", "cache_dir"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-INTERRUPTED = False
-
-
-def on_sigint(signum, frame):
-    """Ctrl-C: remember it (the kernel, in the same process group, dies of it too), then stop."""
-    global INTERRUPTED
-    INTERRUPTED = True
-    raise KeyboardInterrupt
 
 
 def is_task_source(path: str | Path) -> bool:
@@ -206,6 +197,12 @@ def cell_name(cell) -> str:
     return (code[0][:60] if code else "?")
 
 
+def kernel_manager(sockets: Path):
+    """A python3 kernel talking over IPC sockets in a scratch folder (no TCP ports, no warning)."""
+    from jupyter_client.manager import KernelManager
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+
+
 def make_client(nb, cwd: Path, echo: bool):
     from nbclient import NotebookClient
 
@@ -219,28 +216,39 @@ def make_client(nb, cwd: Path, echo: bool):
                 stream.flush()
             return super().output(outs, msg, display_id, cell_index)
 
-    return Client(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+    return Client(nb, km=kernel_manager(cwd), timeout=None, resources={"metadata": {"path": str(cwd)}},
                   record_timing=False)
 
 
 def execute(nb, cwd: Path, path: Path, echo: bool):
     from nbclient.exceptions import CellExecutionError, DeadKernelError
     client = make_client(nb, cwd, echo)
+
+    def interrupted():
+        # While it executes, nbclient answers SIGINT/SIGTERM itself: it shuts the kernel down and
+        # leaves this future behind; whatever the execution raises afterwards is that interruption.
+        return hasattr(client, "_async_cleanup_kernel_future")
     try:
         client.execute()
     except CellExecutionError as e:
         cell = next((c for c in nb.cells if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
         err = next((o for o in (cell.outputs if cell else []) if o.get("output_type") == "error"), None)
-        what = f"{err['ename']}: {err['evalue']}" if err else (str(e).strip().splitlines() or ["?"])[-1]
-        if INTERRUPTED or (err and err["ename"] == "KeyboardInterrupt"):
+        # the last line of the message: a worker's error carries its whole traceback before it
+        what = (f"{err['ename']}: {(err['evalue'].strip().splitlines() or [''])[-1]}" if err
+                else (str(e).strip().splitlines() or ["?"])[-1])
+        if interrupted() or (err and err["ename"] == "KeyboardInterrupt"):
             raise KeyboardInterrupt from None
         what = ANSI.sub("", what)
         raise UserError(f"{path}: cell '{cell_name(cell) if cell else '?'}' failed: {what}") from None
     except DeadKernelError as e:
-        if INTERRUPTED:
+        if interrupted():
             raise KeyboardInterrupt from None
         raise UserError(f"{path}: the kernel died ({e})") from None
+    except BaseException:
+        if interrupted():
+            raise KeyboardInterrupt from None
+        raise
     return nb
 
 
@@ -259,7 +267,6 @@ def title_to_heading(nb):
 def run_task(source: str | Path, argv=None) -> int:
     path = Path(source).resolve()
     name = path.stem
-    signal.signal(signal.SIGINT, on_sigint)
     t_start = time.perf_counter()
     try:
         digest_at_start = source_hash(path)        # what runs, not what is on disk at the end

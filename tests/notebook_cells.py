@@ -1,0 +1,39 @@
+"""Run chosen cells of a task notebook in-process, so tests can call the functions it defines.
+
+The task sources are notebooks, not modules: importing one would execute all of it. A test names
+the cells it needs by their `#| label:`; they run in order in one namespace, after the parameters
+cell (with the test's overrides), with IPython magics left out.
+"""
+import re
+from pathlib import Path
+
+import jupytext
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_cells(task: str) -> dict[str, str]:
+    """label -> source of every labelled code cell (and 'parameters' for the parameters cell)."""
+    nb = jupytext.read(ROOT / "experiments" / f"{task}.py", fmt="py:percent")
+    out = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.metadata.get("active") == "py":
+            continue
+        if "parameters" in cell.metadata.get("tags", []):
+            out["parameters"] = cell.source
+            continue
+        m = re.search(r"^#\|\s*label:\s*(\S+)", cell.source, re.M)
+        if m:
+            out[m.group(1)] = cell.source
+    return out
+
+
+def run_cells(task: str, labels: list[str], **params) -> dict:
+    cells = code_cells(task)
+    ns: dict = {}
+    exec(cells["parameters"], ns)
+    ns.update(params)
+    for label in labels:
+        source = "\n".join(ln for ln in cells[label].splitlines() if not ln.lstrip().startswith("%"))
+        exec(compile(source, f"<{task}:{label}>", "exec"), ns)
+    return ns
