@@ -230,6 +230,30 @@ def check_bound_2(p_star, t, Ts, z_tol, lhs=math.floor, N=None):
             "passed": all(r["holds"] for r in rows), "detail": f"smallest margin {worst:.3f}"}, rows
 
 
+WRONG_TAILS = {"(1-p_S)^T": lambda p, T: (1 - p) ** T,
+               "(1-p_S)^(floor(T)+1)": lambda p, T: (1 - p) ** (math.floor(T) + 1)}
+WRONG_BOUND2 = {"T <= ...": (lambda T: T, 1.0), "floor(T)+1 <= ...": (lambda T: math.floor(T) + 1, 1.0),
+                "1.05 p*": (math.floor, 1.05)}
+
+
+def wrong_versions_rejected(p_S, p_star, t, sim):
+    """Whether the same two checks, on the same simulated stopping times, reject wrong versions of the
+    tail formula and of (2) (at T >= 1, where a rejection is not trivial). The tests do the same."""
+    runs = len(t)
+    tails = {}
+    for name, wrong in WRONG_TAILS.items():
+        zs = []
+        for T in sim["T"]:
+            theo = wrong(p_S, T)
+            se = math.sqrt(max(theo * (1 - theo), 1e-12) / runs)
+            zs.append(abs(float(np.mean(t > T)) - theo) / se)
+        tails[name] = bool(max(zs) >= sim["z_tol"])
+    Ts = [T for T in sim["T"] if T >= 1]
+    bound2 = {name: not check_bound_2(p_star * f, t, Ts, sim["z_tol"], lhs=lhs)[0]["passed"]
+              for name, (lhs, f) in WRONG_BOUND2.items()}
+    return {"wrong_tails_rejected": tails, "wrong_bound2_rejected": bound2}
+
+
 # ---------------------------------------------------------------- sympy: (2) + Theorem 2 -> (3)
 def theorem1_rhs(d0, d1, d1s, q, N, delta, eta):
     return ((d0 * d1s + d1) * sp.log(q) + sp.log(1 / delta) + sp.log(sp.log(1 / eta))) / N
@@ -304,7 +328,8 @@ def run(config, ctx=None):
         b2_check, b2_rows = check_bound_2(p_star_sim, t, sim["T"], sim["z_tol"], N=N)
         checks += [sim_check, b2_check]
         sims.append({"N": N, "p_S": p_S, "p_star": p_star_sim, "runs": sim["runs"], "rows": rows,
-                     "bound2_rows": b2_rows, "max_abs_z": max(abs(r["z"]) for r in rows)})
+                     "bound2_rows": b2_rows, "max_abs_z": max(abs(r["z"]) for r in rows),
+                     **wrong_versions_rejected(p_S, p_star_sim, t, sim)})
     checks.append(check_theorem1_algebra())
     checks.append(check_bound_gap())
     table = bounds_table(config["table"])

@@ -42,6 +42,8 @@ def test_q2_full_run(root, tmp_path):
     # the N = 64 training set pins the teacher down: (2) is tight there, so its check has no slack
     assert [s["N"] for s in m["simulations"]] == [4, 64]
     assert m["simulations"][1]["p_S"] == m["simulations"][1]["p_star"]
+    assert all(m["simulations"][1]["wrong_bound2_rejected"].values())      # the report says so
+    assert all(all(s["wrong_tails_rejected"].values()) for s in m["simulations"])
 
 
 def test_q5_full_run(root, tmp_path):
