@@ -74,6 +74,21 @@ def test_q1_eigen_traces_and_rotation_mutation():
     assert not q1.check_rotation_2x2(rhs=wrong_d)["passed"]
 
 
+X101 = sp.Rational(101, 100)
+
+
+def test_q1_sympy_checks_mutation_x1_01():
+    """Every symbolic check of Q1 passes for its formula and fails for the formula times 1.01."""
+    assert q1.check_shrinkage(2)["passed"] and q1.check_hint_trace(2, 3)["passed"]
+    assert q1.check_expectation(2, 3)["passed"] and q1.check_eigen_traces(2)["passed"]
+    assert q1.check_rotation_2x2()["passed"]
+    assert not q1.check_shrinkage(2, rhs=lambda H, mu: X101 * q1.shrinkage_rhs(H, mu))["passed"]
+    assert not q1.check_hint_trace(2, 3, rhs=lambda X, P: tuple(X101 * r for r in q1.hint_trace_rhs(X, P)))["passed"]
+    assert not q1.check_expectation(2, 3, rhs=lambda *a: X101 * q1.expectation_rhs(*a))["passed"]
+    assert not q1.check_eigen_traces(2, rhs=lambda *a: X101 * q1.eigen_sum_rhs(*a))["passed"]
+    assert not q1.check_rotation_2x2(rhs=lambda *a: X101 * q1.eigen_sum_rhs(*a))["passed"]
+
+
 SMALL_MC = {"d": 20, "Ns": [60, 8], "mus": [0.1, 10.0], "sigma_w2": 2.0, "sigma_e2": 0.5,
             "draws": 300_000, "chunk": 50_000, "seed": 1, "z_tol": 4.0}
 
