@@ -122,12 +122,44 @@ def check_group(Gs, X, y, Y, Xtest, w_formula=w1_formula, W_formula=W2_formula, 
     return err
 
 
-def plain_solutions_error(Gs, X, y, Y, Xtest) -> dict:
-    """The unsymmetrised least squares (argmin L0 and its multi-output twin): how far from invariant."""
-    w0 = np.linalg.lstsq(X, y, rcond=None)[0]
-    W0 = np.linalg.lstsq(X, Y, rcond=None)[0].T
+def plain_solutions(X, y, Y, Gs):
+    """The unsymmetrised least squares: argmin L0 and its multi-output twin (Gs is not used)."""
+    return np.linalg.lstsq(X, y, rcond=None)[0], np.linalg.lstsq(X, Y, rcond=None)[0].T
+
+
+def plain_solutions_error(Gs, X, y, Y, Xtest, solver=plain_solutions) -> dict:
+    """How far the plain solutions are from invariant / equivariant (solver: what is measured)."""
+    w0, W0 = solver(X, y, Y, Gs)
     return {"plain_w0_invariance_error": max(float(np.max(np.abs(Xtest @ G.T @ w0 - Xtest @ w0))) for G in Gs),
             "plain_W0_equivariance_error": max(float(np.max(np.abs(W0 @ G - G @ W0))) for G in Gs)}
+
+
+# ---------------------------------------------------------------- the checks (each can be fed a wrong input)
+def check_properties(Gs, label) -> tuple[dict, dict]:
+    props = group_properties(Gs)
+    return {"check": f"{label}: the three properties hold", "passed": all(props.values())}, props
+
+
+def check_identities(Gs, X, y, Y, Xtest, tol, label, w_formula=w1_formula, W_formula=W2_formula):
+    errs = check_group(Gs, X, y, Y, Xtest, w_formula=w_formula, W_formula=W_formula)
+    return {"check": f"{label}: identities (b)-(g) hold to {tol:g}", "passed": max(errs.values()) < tol,
+            "detail": f"max error {max(errs.values()):.2e}"}, errs
+
+
+def check_plain_not_symmetric(Gs, X, y, Y, Xtest, big, label, solver=plain_solutions):
+    plain = plain_solutions_error(Gs, X, y, Y, Xtest, solver)
+    return {"check": f"{label}: plain least squares is NOT invariant/equivariant (> {big:g})",
+            "passed": min(plain.values()) > big,
+            "detail": f"{plain['plain_w0_invariance_error']:.3f}, {plain['plain_W0_equivariance_error']:.3f}"}, plain
+
+
+def check_non_group(Gs, X, y, Y, Xtest, big, label):
+    """A set that violates (P1) and (P3): the symmetrised predictor must then NOT be invariant."""
+    props = group_properties(Gs)
+    errs = check_group(Gs, X, y, Y, Xtest)
+    return {"check": f"{label} (properties 1 and 3 fail): the w1* predictor is NOT invariant",
+            "passed": (not props["transpose_closed"]) and errs["f_predictor_invariant"] > big,
+            "detail": f"{errs['f_predictor_invariant']:.3f}"}, props, errs
 
 
 def data(n, cfg, rng):
@@ -147,26 +179,19 @@ def run(config, ctx=None):
         X, y, Y, Xtest = data(n, config, rng)
         for name in config["groups"]:
             Gs = group(n, name)
-            props = group_properties(Gs)
-            errs = check_group(Gs, X, y, Y, Xtest)
-            plain = plain_solutions_error(Gs, X, y, Y, Xtest)
+            label = f"{name}, n={n}"
+            c_props, props = check_properties(Gs, label)
+            c_ids, errs = check_identities(Gs, X, y, Y, Xtest, tol, label)
+            c_plain, plain = check_plain_not_symmetric(Gs, X, y, Y, Xtest, big, label)
             cases.append({"n": n, "d": n * n, "group": name, "size": len(Gs), "properties": props,
                           "errors": errs, "max_error": max(errs.values()), **plain})
-            checks.append({"check": f"{name}, n={n}: the three properties hold", "passed": all(props.values())})
-            checks.append({"check": f"{name}, n={n}: identities (b)-(g) hold to {tol:g}",
-                           "passed": max(errs.values()) < tol, "detail": f"max error {max(errs.values()):.2e}"})
-            checks.append({"check": f"{name}, n={n}: plain least squares is NOT invariant/equivariant (> {big:g})",
-                           "passed": min(plain.values()) > big,
-                           "detail": f"{plain['plain_w0_invariance_error']:.3f}, {plain['plain_W0_equivariance_error']:.3f}"})
+            checks += [c_props, c_ids, c_plain]
         # without the group properties the symmetrised solution need not be invariant
         Gs = group(n, "not_a_group")
-        props = group_properties(Gs)
-        errs = check_group(Gs, X, y, Y, Xtest)
+        c_ng, props, errs = check_non_group(Gs, X, y, Y, Xtest, big, f"{{I, rot90}}, n={n}")
         cases.append({"n": n, "d": n * n, "group": "not_a_group {I, rot90}", "size": len(Gs),
                       "properties": props, "errors": errs, "max_error": max(errs.values())})
-        checks.append({"check": f"{{I, rot90}}, n={n} (properties 1 and 3 fail): the w1* predictor is NOT invariant",
-                       "passed": (not props["transpose_closed"]) and errs["f_predictor_invariant"] > big,
-                       "detail": f"{errs['f_predictor_invariant']:.3f}"})
+        checks.append(c_ng)
     group_cases = [c for c in cases if c["group"] in config["groups"]]
     metrics = {
         "checks": checks,

@@ -5,7 +5,9 @@ The table is computed from the formulas
     POOL2 on HxWxC:             output floor(H/2) x floor(W/2) x C,  params 0
     FC-N on n inputs:           output N,                           params (n + 1) * N
 and then checked, row by row, against forward hooks on torchvision.models.vgg11(weights=None)
-fed a 1x3x224x224 input.
+fed a 1x3x224x224 input. Both checks take the table function they test as an argument, so tests
+can hand them a wrong formula (a dropped bias, a pooling that rounds up) and see them fail; the tests
+also pin the total to the published VGG-11 count, 132,863,336.
 """
 import sys
 
@@ -60,24 +62,36 @@ def torchvision_rows() -> list[dict]:
     return seen, sum(p.numel() for p in model.parameters())
 
 
+KINDS = {"INPUT": "Input", "POOL2": "MaxPool2d", "ReLU": "ReLU", "SOFTMAX": "Softmax"}
+
+
+def check_rows(config, measured, table=vgg11_table) -> dict:
+    """Every row's layer kind, output shape and parameter count against torchvision's hooks."""
+    rows = table(config)
+    mismatches = [] if len(rows) == len(measured) else [f"row count {len(rows)} != {len(measured)}"]
+    for ours, theirs in zip(rows, measured):
+        kind = KINDS.get(ours["layer"], "Conv2d" if ours["layer"].startswith("CONV") else "Linear")
+        if (kind, ours["shape"], ours["params"]) != (theirs["module"], theirs["shape"], theirs["params"]):
+            mismatches.append(f"{ours['layer']}: ours {ours['shape']}/{ours['params']} vs "
+                              f"torchvision {theirs['module']} {theirs['shape']}/{theirs['params']}")
+    return {"check": "every row's shape and parameter count equals torchvision's vgg11 (hooks)",
+            "passed": not mismatches, "detail": mismatches[:5]}
+
+
+def check_total(config, torch_total, table=vgg11_table) -> dict:
+    """The table's total against the sum over all of torchvision's vgg11 parameters."""
+    total = sum(r["params"] for r in table(config))
+    return {"check": "total equals sum of torchvision vgg11 parameters",
+            "passed": total == torch_total, "detail": [total, torch_total]}
+
+
 def run(config, ctx=None):
     from hw2.cli import Outcome
 
     rows = vgg11_table(config)
     measured, torch_total = torchvision_rows()
-    kinds = {"INPUT": "Input", "POOL2": "MaxPool2d", "ReLU": "ReLU", "SOFTMAX": "Softmax"}
-    checks = []
-    mismatches = [] if len(rows) == len(measured) else [f"row count {len(rows)} != {len(measured)}"]
-    for ours, theirs in zip(rows, measured):
-        kind = kinds.get(ours["layer"], "Conv2d" if ours["layer"].startswith("CONV") else "Linear")
-        if (kind, ours["shape"], ours["params"]) != (theirs["module"], theirs["shape"], theirs["params"]):
-            mismatches.append(f"{ours['layer']}: ours {ours['shape']}/{ours['params']} vs "
-                              f"torchvision {theirs['module']} {theirs['shape']}/{theirs['params']}")
-    checks.append({"check": "every row's shape and parameter count equals torchvision's vgg11 (hooks)",
-                   "passed": not mismatches, "detail": mismatches[:5]})
+    checks = [check_rows(config, measured), check_total(config, torch_total)]
     total = sum(r["params"] for r in rows)
-    checks.append({"check": "total equals sum of torchvision vgg11 parameters",
-                   "passed": total == torch_total, "detail": [total, torch_total]})
     fc = sum(r["params"] for r in rows if r["layer"].startswith("FC"))
     metrics = {
         "rows": [{"layer": r["layer"], "output": "x".join(map(str, r["shape"])), "params": r["params"]}

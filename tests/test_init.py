@@ -5,7 +5,8 @@
   formulas are caught.
 - The report's visible Task 1 cells, executed as the notebook executes them, print the numbers the
   experiment module computes and the committed results/task1_init.json holds.
-- Q4's derivation checks pass for the answer and fail for wrong formulas.
+- Q4's derivation checks pass for the answer and fail for wrong formulas (one mutation test per
+  check is in tests/test_theory.py).
 """
 import json
 import math
@@ -184,7 +185,8 @@ def test_predictions_follow_q4():
 
 
 # ---------------------------------------------------------------- Q4 derivation
-Q4_FAST = dict(q4.PROFILES["full"], mc_samples=300_000, clt_samples=20_000, deep_layers=20, deep_batch=64)
+Q4_FAST = dict(q4.PROFILES["full"], mc_samples=300_000, clt_widths=[16, 128, 512], clt_samples=50_000,
+               deep_width=256, deep_layers=20, deep_batch=16, deep_networks=12)
 
 
 def test_q4_checks_pass_for_the_answer():
