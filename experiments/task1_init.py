@@ -393,6 +393,8 @@ def mean_field(variant):
     return std, grad[::-1]
 
 
+# %%
+#| label: task1-layers-run
 band_seeds = range(CONFIG["band_first_seed"], CONFIG["band_first_seed"] + CONFIG["band_seeds"])
 layers = {}
 for v in VARIANTS:

@@ -45,12 +45,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy.exc
 import torch
 import torch.nn as nn
 from sklearn import preprocessing
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from IPython.display import Markdown, display
 from torch.utils.data import DataLoader, TensorDataset
 
 # %matplotlib inline
@@ -440,18 +442,25 @@ url = storage or f"sqlite:///{os.path.abspath(os.path.join(cache_dir, 'optuna', 
 if url.startswith("sqlite:///"):
     os.makedirs(os.path.dirname(url[len("sqlite:///"):]), exist_ok=True)
 name = study_name or f"{NAME}-{profile}"
-rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
-if not (shared or resume):
-    try:                                 # a fresh run starts its own study afresh: reproducible
-        optuna.delete_study(study_name=name, storage=rdb)
-    except KeyError:
-        pass
-study = optuna.create_study(
-    storage=rdb, study_name=name, direction="maximize", load_if_exists=True,
-    sampler=optuna.samplers.TPESampler(seed=CONFIG["sampler_seed"], multivariate=True,
-                                       n_startup_trials=CONFIG["tpe_startup_trials"]),
-    pruner=optuna.pruners.MedianPruner(n_startup_trials=CONFIG["pruner_startup_trials"],
-                                       n_warmup_steps=CONFIG["pruner_warmup_epochs"]))
+for attempt in range(10):   # two workers creating a fresh database's tables at once: the loser retries
+    try:
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+        if not (shared or resume):
+            try:                         # a fresh run starts its own study afresh: reproducible
+                optuna.delete_study(study_name=name, storage=rdb)
+            except KeyError:
+                pass
+        study = optuna.create_study(
+            storage=rdb, study_name=name, direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=CONFIG["sampler_seed"], multivariate=True,
+                                               n_startup_trials=CONFIG["tpe_startup_trials"]),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=CONFIG["pruner_startup_trials"],
+                                               n_warmup_steps=CONFIG["pruner_warmup_epochs"]))
+        break
+    except sqlalchemy.exc.DBAPIError:
+        if attempt == 9:
+            raise
+        time.sleep(0.2 + 0.3 * attempt)
 if not shared:
     # Resuming our own study: a trial still RUNNING belongs to the killed run, so it failed.
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -519,6 +528,37 @@ ax.legend(fontsize=7)
 fig.tight_layout()
 save_figure(fig, "optuna")
 plt.show()
+
+# %% [markdown]
+# **The chosen architecture and hyperparameters**, with the reason for each design choice (the
+# values are the search's best trial, so this Markdown table is generated from them):
+
+# %%
+#| label: task2-chosen
+REASONS = {
+    "transform": "chosen by validation; a rank or power transform tames the heavy tails of fLength, fSize "
+                 "and fAlpha, so no feature's outliers dominate the first layer",
+    "n_layers": "hidden layers, each Linear, activation, Dropout: depth bends the decision surface that "
+                "a linear model cannot",
+    "width": "units per hidden layer",
+    "activation": "chosen among ReLU, LeakyReLU, SiLU and GELU",
+    "dropout": "regularisation against fitting noise in the training rows",
+    "weight_decay": "L2 penalty on the weights (decoupled from the step in AdamW)",
+    "optimizer": "chosen between AdamW and SGD with Nesterov momentum 0.9",
+    "lr": "peak learning rate of the schedule",
+    "schedule": "large steps early, near 0 at the end: the last epoch (the one kept) is a settled model",
+    "batch_size": "larger batches are faster per epoch, smaller ones add gradient noise that can generalise better",
+    "epochs": "passes over the data; the curves below flatten by the last epochs",
+}
+n_hidden = " -> ".join([str(hp["width"])] * hp["n_layers"])
+lines = ["| | value | why |", "|:--|:--|:--|",
+         f"| architecture | 10 -> {n_hidden} -> 1 logit | an MLP with one output logit for `BCEWithLogitsLoss` "
+         "(the sigmoid inside the loss, numerically stable) |",
+         "| initialization | PyTorch's default (Kaiming uniform, a = sqrt(5)) | part 7 tries two others |"]
+lines += [f"| {k.replace('_', ' ')} | {f'{hp[k]:.3g}' if isinstance(hp[k], float) else hp[k]} | {why} |"
+          for k, why in REASONS.items()]
+metrics["hyperparameter_reasons"] = REASONS
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # **The final model.** The best configuration is retrained on train + validation (the transform

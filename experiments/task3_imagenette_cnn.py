@@ -51,6 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from IPython.display import Markdown, display
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
@@ -100,7 +101,7 @@ SEARCH = {   # part 3's tuning: shorter trainings on the training part, scored o
 }
 PROFILES = {
     "smoke": {"per_class_train": 30, "per_class_test": 20, "val_fraction": 0.2, "widths": [8, 16, 32],
-              "stem_width": 8, "groups": 4, "batch_size": 32, "epochs": 2, "noise_levels": [0.0, 0.01, 0.05, 0.2],
+              "stem_width": 8, "groups": 4, "batch_size": 32, "epochs": 2, "noise_levels": [0.0, 0.005, 0.01, 0.05, 0.2],
               "search_trials": 2, "search_epochs": 1, "benchmark_batches": 2},
     "full": {"per_class_train": None, "per_class_test": None,
              "search_trials": 10, "search_epochs": 6, "benchmark_batches": 20},
@@ -566,6 +567,26 @@ metrics.update(search_trials=[{"number": t.number, "state": t.state.name, "value
                                "epochs": len(t.intermediate_values), "params": t.params} for t in done],
                best_hp=best_hp, best_search_val=study.best_value, search_seconds=time.perf_counter() - t0)
 search_table.sort_values("val acc", ascending=False).round(4)
+
+# %% [markdown]
+# **The hyperparameters of parts 3 and 5** (this Markdown table is generated from the values in
+# use, the searched ones included):
+
+# %%
+#| label: task3-hyperparameters
+rows_ = [("batch size", CONFIG["batch_size"]), ("epochs", f"{CONFIG['epochs']} (the same for parts 3 and 5)"),
+         ("optimizer", f"AdamW, betas {tuple(CONFIG['betas'])}, weight decay on conv and linear weights only"),
+         ("learning rate", f"{best_hp['lr']:.3g} peak (searched)"),
+         ("schedule", f"linear warm-up for {CONFIG['warmup_epochs']:g} epoch, then cosine decay to 0 (per step)"),
+         ("weight decay", f"{best_hp['weight_decay']:.3g} (searched)"),
+         ("label smoothing", f"{best_hp['label_smoothing']:.3g} (searched)"),
+         ("dropout before the linear layer", f"{best_hp['dropout']:.3g} (searched)"),
+         ("drop-path (stochastic depth) per residual branch", f"{best_hp['drop_path']:.3g} (searched)"),
+         ("weight averaging", f"EMA, decay {CONFIG['ema_decay']}: the evaluated model"),
+         ("precision and layout", "bf16 autocast, channels-last"),
+         ("tuning", f"Optuna TPE + median pruning, {len(done)} trials of {CONFIG['search_epochs']} epochs, "
+                    f"trained on {len(x_train):,} images, scored on the {len(x_val):,}-image validation set")]
+display(Markdown("| | value |\n|:--|:--|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows_)))
 
 # %% [markdown]
 # **Final training.** The chosen hyperparameters, the full schedule, once per seed, on the

@@ -139,10 +139,10 @@ def execute(nb, timeout: int = 3600):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-    from .tasks import kernel_manager
+    from .tasks import kernel_manager_class
     sockets = Path(tempfile.mkdtemp(prefix="hw2-kernel-"))
-    client = NotebookClient(nb, km=kernel_manager(sockets), timeout=timeout,
-                            resources={"metadata": {"path": str(ROOT)}})
+    client = NotebookClient(nb, kernel_manager_class=kernel_manager_class(sockets), kernel_name="python3",
+                            timeout=timeout, resources={"metadata": {"path": str(ROOT)}})
     try:
         client.execute()
     except CellExecutionError as e:
@@ -210,11 +210,11 @@ def to_markdown(nb, refs: dict, img_dir: Path, defaults: dict) -> str:
                     ext = "pdf" if "application/pdf" in data else "png"
                     path = img_dir / f"cell{i}_{k}.{ext}"
                     path.write_bytes(base64.b64decode(data["application/pdf" if ext == "pdf" else "image/png"]))
-                    width = opts.get("fig-width-pct", 85)
+                    width = str(opts.get("out-width", "85%"))      # Quarto's option, as in LaTeX: a share of the text width
                     if label.startswith("fig-") and caption:
-                        parts.append(f"![{caption}]({path.name}){{#{label} width={width}%}}")
+                        parts.append(f"![{caption}]({path.name}){{#{label} width={width}}}")
                     else:
-                        parts.append(f"![]({path.name}){{width={width}%}}\n")
+                        parts.append(f"![]({path.name}){{width={width}}}\n")
                 elif "text/latex" in data:
                     parts.append(data["text/latex"])
                 elif "text/plain" in data:
@@ -229,10 +229,8 @@ def uncount_tables(markdown: str) -> str:
     return markdown + (f"\n\n\\addtocounter{{table}}{{-{tables - captions}}}" if tables > captions else "")
 
 
-LATEX_HEADER = r"""
-\usepackage{fvextra}
-\DefineVerbatimEnvironment{Highlighting}{Verbatim}{breaklines,commandchars=\\\{\}}
-\fvset{breaklines}
+# The project's preamble (what _quarto.yml includes), plus what Quarto's own template provides.
+LATEX_HEADER = (REPORT / "preamble.tex").read_text() + r"""
 \usepackage{amsmath,amssymb}
 \usepackage{float}
 \floatplacement{figure}{H}

@@ -133,7 +133,16 @@ def build_parser(name: str, params: dict) -> argparse.ArgumentParser:
 
 
 def parse_none(value):
-    return None if isinstance(value, str) and value.lower() == "none" else value
+    """A flag's text for a parameter whose default is None: "none", a number, or a string."""
+    if not isinstance(value, str):
+        return value
+    if value.lower() == "none":
+        return None
+    try:
+        number = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+    return number if isinstance(number, (int, float)) and not isinstance(number, bool) else value
 
 
 # --- checks before any compute -------------------------------------------------------------------
@@ -197,13 +206,19 @@ def cell_name(cell) -> str:
     return (code[0][:60] if code else "?")
 
 
-def kernel_manager(sockets: Path):
-    """A python3 kernel talking over IPC sockets in a scratch folder (no TCP ports, no warning)."""
+def kernel_manager_class(sockets: Path):
+    """Kernels that talk over IPC sockets in a scratch folder (no TCP ports, no warning about
+    them). nbclient creates, owns and shuts down the kernel as it does for its default class.
+    The folder's path must be short: a Unix socket's path has at most 107 bytes."""
     from jupyter_client.manager import KernelManager
-    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs, transport="ipc", ip=str(sockets / "kernel"))
+    return IPCKernelManager
 
 
-def make_client(nb, cwd: Path, echo: bool):
+def make_client(nb, cwd: Path, sockets: Path, echo: bool):
     from nbclient import NotebookClient
 
     class Client(NotebookClient):
@@ -216,13 +231,14 @@ def make_client(nb, cwd: Path, echo: bool):
                 stream.flush()
             return super().output(outs, msg, display_id, cell_index)
 
-    return Client(nb, km=kernel_manager(cwd), timeout=None, resources={"metadata": {"path": str(cwd)}},
-                  record_timing=False)
+    return Client(nb, kernel_manager_class=kernel_manager_class(sockets), kernel_name="python3", timeout=None,
+                  resources={"metadata": {"path": str(cwd)}}, record_timing=False)
 
 
 def execute(nb, cwd: Path, path: Path, echo: bool):
     from nbclient.exceptions import CellExecutionError, DeadKernelError
-    client = make_client(nb, cwd, echo)
+    sockets = Path(tempfile.mkdtemp(prefix="hw2-kernel-"))   # short, whatever cwd's length
+    client = make_client(nb, cwd, sockets, echo)
 
     def interrupted():
         # While it executes, nbclient answers SIGINT/SIGTERM itself: it shuts the kernel down and
@@ -249,6 +265,8 @@ def execute(nb, cwd: Path, path: Path, echo: bool):
         if interrupted():
             raise KeyboardInterrupt from None
         raise
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return nb
 
 

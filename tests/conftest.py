@@ -11,6 +11,6 @@ os.environ["HW2_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def root():
     return ROOT

@@ -37,3 +37,15 @@ def run_cells(task: str, labels: list[str], **params) -> dict:
         source = "\n".join(ln for ln in cells[label].splitlines() if not ln.lstrip().startswith("%"))
         exec(compile(source, f"<{task}:{label}>", "exec"), ns)
     return ns
+
+
+def read_executed(path):
+    """An executed notebook (results/<task>.ipynb), its multi-line strings joined."""
+    import nbformat
+    return nbformat.read(str(path), as_version=4)
+
+
+def printed_text(nb) -> str:
+    """Everything the notebook's code cells printed (stdout and stderr), in order."""
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")

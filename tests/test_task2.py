@@ -1,169 +1,185 @@
-"""Task 2 (MAGIC MLP): split without duplicate leaks, train-only pre-processing, initializations,
-the training loop, the smoke profile end to end, and two workers sharing one SQLite Optuna study."""
+"""Task 2 (MAGIC MLP): the split leaks no duplicate, pre-processing is fitted on training rows only,
+initializations change every layer, the loop learns; the smoke execution end to end; workers share
+one Optuna study; a search killed mid-trial resumes and reruns what it lost."""
 import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+import torch
 
-from experiments import task2_magic_mlp as T
+from notebook_cells import printed_text, read_executed, run_cells
 
-
-@pytest.fixture(scope="module")
-def magic():
-    from hw2.data import load_magic
-    return load_magic()
+TASK = "task2_magic_mlp"
 
 
 @pytest.fixture(scope="module")
-def parts(magic):
-    return T.split_magic(magic, (0.7, 0.1, 0.2), seed=0)
+def ns():
+    from hw2.data import magic_path
+    threads = torch.get_num_threads()
+    out = run_cells(TASK, ["imports", "config", "task2-load", "task2-split", "task2-preprocess", "task2-tensors",
+                           "task2-model"], profile="smoke", device="cpu", data_dir=str(magic_path().parent))
+    torch.set_num_threads(threads)        # the imports cell pins one thread; the other tests want theirs
+    return out
 
 
-def test_labels_are_int_g0_h1(magic):
-    y = T.labels(magic)
-    assert y.dtype.kind == "i"
-    assert y[(magic["class"] == "g").to_numpy()].max() == 0
-    assert y[(magic["class"] == "h").to_numpy()].min() == 1
-    assert y.sum() == 6688
+def test_labels_are_int_g0_h1(ns):
+    y, data = ns["labels"](ns["data"]), ns["data"]
+    assert y.dtype.kind == "i" and y.sum() == 6688
+    assert y[(data["class"] == "g").to_numpy()].max() == 0 and y[(data["class"] == "h").to_numpy()].min() == 1
 
 
-def test_split_sizes_stratified_and_complete(magic, parts):
+def test_split_sizes_stratified_complete_and_seeded(ns):
+    data, parts = ns["data"], ns["parts"]
     sizes = {k: len(v) for k, v in parts.items()}
-    assert sum(sizes.values()) == len(magic) == 19020
+    assert sum(sizes.values()) == len(data) == 19020
     for k, frac in zip(("train", "val", "test"), (0.7, 0.1, 0.2)):
-        assert abs(sizes[k] / len(magic) - frac) < 0.005, sizes
-    share = T.labels(magic).mean()
-    for k, idx in parts.items():
-        assert abs(T.labels(magic)[idx].mean() - share) < 0.005, k
-    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(len(magic)))
-    again = T.split_magic(magic, (0.7, 0.1, 0.2), seed=0)
-    assert all((again[k] == parts[k]).all() for k in parts)          # seeded
+        assert abs(sizes[k] / len(data) - frac) < 0.005, sizes
+        assert abs(ns["labels"](data)[parts[k]].mean() - ns["labels"](data).mean()) < 0.005
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(len(data)))
+    again = ns["split_magic"](data, (0.7, 0.1, 0.2), seed=0)
+    assert all((again[k] == parts[k]).all() for k in parts)
 
 
-def test_duplicates_never_cross_the_split_and_the_check_catches_a_naive_split(magic, parts):
-    assert len(magic) - len(np.unique(T.duplicate_groups(magic))) == 115
-    assert T.leaked_duplicates(magic, parts) == 0
-    # a plain row-level split leaks some of the 115 pairs: the check must see it
+def test_duplicates_never_cross_the_split_and_a_naive_split_would_leak(ns):
+    data = ns["data"]
+    assert len(data) - len(np.unique(ns["duplicate_groups"](data))) == 115
+    assert ns["leaked_duplicates"](data, ns["parts"]) == 0
     from sklearn.model_selection import train_test_split
-    idx = np.arange(len(magic))
-    tr, te = train_test_split(idx, test_size=0.3, stratify=T.labels(magic), random_state=0)
-    assert T.leaked_duplicates(magic, {"train": tr, "test": te}) > 0
+    tr, te = train_test_split(np.arange(len(data)), test_size=0.3, stratify=ns["labels"](data), random_state=0)
+    assert ns["leaked_duplicates"](data, {"train": tr, "test": te}) > 0     # the check can fail
 
 
 @pytest.mark.parametrize("kind", ["standard", "quantile", "power"])
-def test_preprocessing_is_fitted_on_train_only(magic, parts, kind):
-    d = T.prepare(magic, parts, ("train",), kind)
-    # changing the test rows wildly must not change how train and val are transformed
-    shaken = magic.copy()
+def test_preprocessing_is_fitted_on_train_only(ns, kind):
+    data, parts = ns["data"], ns["parts"]
+    d = ns["prepare"](data, parts, ("train",), kind)
+    shaken = data.copy()
     cols = shaken.columns[:10]
     shaken.loc[parts["test"], cols] = shaken.loc[parts["test"], cols] * 100 + 5
-    d2 = T.prepare(shaken, parts, ("train",), kind)
+    d2 = ns["prepare"](shaken, parts, ("train",), kind)
     np.testing.assert_array_equal(d["fit"][0], d2["fit"][0])
     np.testing.assert_array_equal(d["val"][0], d2["val"][0])
-    assert d["fit"][0].dtype == np.float32
-    # a leaky transform fitted on every row would transform train differently (the check can fail)
-    X = shaken[cols].to_numpy(np.float64)
-    leaky = T.make_transform(kind).fit(X).transform(X[parts["train"]])
-    assert not np.allclose(leaky, d["fit"][0], atol=1e-3)
-    if kind == "standard":
-        assert np.allclose(d["fit"][0].mean(0), 0, atol=1e-4)
+    X = shaken[cols].to_numpy(np.float64)           # a transform fitted on every row differs (can fail)
+    assert not np.allclose(ns["make_transform"](kind).fit(X).transform(X[parts["train"]]), d["fit"][0], atol=1e-3)
 
 
-def test_initializations_change_every_linear_layer():
-    import torch
-    torch.manual_seed(0)
+def test_initializations_change_every_linear_layer(ns):
     for init in ("xavier_uniform", "kaiming_normal"):
         torch.manual_seed(0)
-        default = T.build_mlp(10, 3, 64, "relu", 0.1, "default")
+        default = ns["build_mlp"](10, 3, 64, "relu", 0.1, "default")
         torch.manual_seed(0)
-        other = T.build_mlp(10, 3, 64, "relu", 0.1, init)
-        linears = [m for m in other.modules() if isinstance(m, torch.nn.Linear)]
-        assert len(linears) == 4
-        for a, b in zip([m for m in default.modules() if isinstance(m, torch.nn.Linear)], linears):
-            assert not torch.equal(a.weight, b.weight)
-            assert torch.count_nonzero(b.bias) == 0
+        other = ns["build_mlp"](10, 3, 64, "relu", 0.1, init)
+        pairs = list(zip([m for m in default.modules() if isinstance(m, torch.nn.Linear)],
+                         [m for m in other.modules() if isinstance(m, torch.nn.Linear)]))
+        assert len(pairs) == 4
+        for a, b in pairs:
+            assert not torch.equal(a.weight, b.weight) and torch.count_nonzero(b.bias) == 0
     torch.manual_seed(0)
-    he = T.build_mlp(10, 1, 4096, "relu", 0.0, "kaiming_normal")
-    w = he[2].weight                                 # 1 x 4096 output layer, fan_in 4096
-    assert abs(w.std().item() - (2 / 4096) ** 0.5) < 0.1 * (2 / 4096) ** 0.5
-
-
-def _toy(n=2000, seed=0):
-    import torch
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 10, generator=g)
-    y = ((x[:, 0] * x[:, 1] + x[:, 2]) > 0).float()     # needs a hidden layer
-    return x, y
+    w = ns["build_mlp"](10, 1, 4096, "relu", 0.0, "kaiming_normal")[2].weight     # fan_in 4096
+    assert abs(w.std().item() / (2 / 4096) ** 0.5 - 1) < 0.1
 
 
 HP = {"transform": "standard", "n_layers": 2, "width": 32, "activation": "relu", "dropout": 0.0,
-      "weight_decay": 1e-4, "optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle",
-      "batch_size": 128, "epochs": 15}
+      "weight_decay": 1e-4, "optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle", "batch_size": 128, "epochs": 15}
 
 
-def test_training_loop_learns_and_optimizer_owns_its_model():
+def _toy(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 10, generator=g)
+    return x, ((x[:, 0] * x[:, 1] + x[:, 2]) > 0).float()      # needs a hidden layer
+
+
+def test_training_loop_learns_and_is_seeded(ns):
     train, val = _toy(2000, 0), _toy(1000, 1)
-    model, opt, hist = T.train_mlp(HP, train, {"val": val}, seed=0)
-    assert hist["val_acc"][-1] > 0.9, hist["val_acc"]
-    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    model, hist = ns["train_mlp"](HP, train, {"val": val}, seed=0)
+    assert hist["val_acc"][-1] > 0.9 and hist["train_loss"][-1] < hist["train_loss"][0]
     assert len(hist["val_loss"]) == HP["epochs"]
-    owned = {id(p) for g in opt.param_groups for p in g["params"]}
-    assert owned == {id(p) for p in model.parameters()}
-    # a second model with another init gets its own optimizer, not the first one's
-    model2, opt2, _ = T.train_mlp({**HP, "epochs": 1}, train, seed=0, init="xavier_uniform")
-    assert {id(p) for g in opt2.param_groups for p in g["params"]}.isdisjoint(owned)
-    # same seed, same result
-    _, _, hist2 = T.train_mlp(HP, train, {"val": val}, seed=0)
-    assert hist2["val_acc"] == hist["val_acc"]
+    _, again = ns["train_mlp"](HP, train, {"val": val}, seed=0)
+    assert again["val_acc"] == hist["val_acc"]
+
+
+def check_printed_equals_saved(nb, m):
+    text = printed_text(nb)
+    assert f"Logistic Regression Model accuracy = {m['logreg_test_accuracy']}" in text
+    assert f"MLP test accuracy: {m['test_accuracy_mean']:.4f}" in text
+    for a in m["test_accuracies"]:
+        assert f"test accuracy {a:.4f}" in text
+    for init, acc in m["init_test_accuracy"].items():
+        assert f"{init:15s}: test accuracy {acc:.4f}" in text
+    assert f"test accuracy {m['hgb_test_accuracy']:.4f}" in text
+    assert f"validation accuracy {m['best_val_accuracy']:.4f}" in text
+
+
+def smoke(root, out, *extra, timeout=300):
+    return subprocess.run([sys.executable, "-m", f"experiments.{TASK}", "--profile", "smoke", "--device", "cpu",
+                           "--out", str(out), "--quiet", *extra], cwd=root, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end(tmp_path, root):
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "experiments.task2_magic_mlp", "--profile", "smoke",
-                           "--device", "cpu", "--out", str(tmp_path)], cwd=root,
-                          capture_output=True, text=True, timeout=120)
-    wall = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    r = json.loads((tmp_path / "results" / "task2_magic_mlp.json").read_text())
+def test_smoke_execution_end_to_end(root, tmp_path):
+    p = smoke(root, tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads((tmp_path / "results" / f"{TASK}.json").read_text())
     m = r["metrics"]
-    for key in ("test_accuracy_mean", "test_accuracy_std", "test_accuracies", "logreg_test_accuracy",
-                "hgb_test_accuracy", "init_test_accuracy", "split_sizes", "optuna_trials"):
-        assert key in m, key
-    assert len(m["test_accuracies"]) == len(T.PROFILES["smoke"]["final_seeds"])
+    assert m["all_checks_passed"] and sum(m["split_sizes"].values()) == 19020
     assert set(m["init_test_accuracy"]) == {"default", "xavier_uniform", "kaiming_normal"}
-    assert sum(m["split_sizes"].values()) == 19020
-    assert m["optuna_trials"] == T.PROFILES["smoke"]["n_trials"]
-    # the reference configuration ran once with every transform (part 3's controlled comparison)
     assert set(m["reference_val_accuracy_by_transform"]) == {"standard", "quantile", "power"}
-    assert m["all_checks_passed"]
     assert 0.7 < m["logreg_test_accuracy"] < 0.9 and 0.8 < m["hgb_test_accuracy"] < 0.95
+    check_printed_equals_saved(read_executed(tmp_path / "results" / f"{TASK}.ipynb"), m)
     for suffix in ("curves", "optuna"):
-        assert (tmp_path / "figures" / f"task2_magic_mlp_{suffix}.png").exists()
-    assert r["wall_seconds"] < 30, f"smoke profile took {r['wall_seconds']:.1f} s (process {wall:.1f} s)"
+        assert (tmp_path / "figures" / f"{TASK}_{suffix}.png").exists()
+    assert r["wall_seconds"] < 60, f"the smoke execution took {r['wall_seconds']:.0f} s"
+
+
+def test_committed_execution_prints_what_it_saves(root):
+    record = json.loads((root / "results" / f"{TASK}.json").read_text())
+    nb = read_executed(root / "results" / f"{TASK}.ipynb")
+    assert nb.metadata["hw2"]["run_id"] == record["run_id"] and record["profile"] == "full"
+    check_printed_equals_saved(nb, record["metrics"])
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_sqlite_study(tmp_path, root):
-    """Two processes pointed at one SQLite URL both add trials to the same study."""
+def test_two_workers_share_one_sqlite_study(root, tmp_path):
+    """Two processes running only the search cells (--until) add trials to one shared study."""
     import optuna
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    cmd = [sys.executable, "-m", "experiments.task2_magic_mlp", "--worker", "--profile", "smoke",
-           "--device", "cpu", "--storage", url, "--study-name", "shared", "--trials", "2"]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    procs = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    cmd = [sys.executable, "-m", f"experiments.{TASK}", "--until", "task2-search", "--profile", "smoke",
+           "--device", "cpu", "--storage", url, "--study-name", "shared", "--trials", "2", "--quiet"]
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"w{i}")], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-    study = optuna.load_study(study_name="shared", storage=url)
-    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(done) == 4
-    workers = {t.user_attrs["worker"] for t in done}
-    assert len(workers) == 2, workers
-    assert {str(p.pid) for p in procs} == {w.rsplit(":", 1)[1] for w in workers}
-    assert not (tmp_path / "results").exists()           # workers write no result file
+    done = [t for t in optuna.load_study(study_name="shared", storage=url).trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 4 and len({t.user_attrs["worker"] for t in done}) == 2
+    assert not list(tmp_path.glob("w*/results/*.json"))              # workers write no result
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_trial_resumes_and_reruns_what_it_lost(root, tmp_path):
+    """The state a SIGKILL during the first reference trial leaves: that trial RUNNING, the other two
+    reference trials still queued. --resume fails the stale trial, queues its reference again and
+    finishes with every transform measured."""
+    import optuna
+    cfg = run_cells(TASK, ["imports", "config"], profile="smoke")["CONFIG"]
+    torch.set_num_threads(os.cpu_count() or 1)
+    db = tmp_path / "work" / ".cache" / "optuna" / f"{TASK}.db"
+    db.parent.mkdir(parents=True)
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name=f"{TASK}-smoke", direction="maximize")
+    for kind in ("standard", "quantile", "power"):
+        study.enqueue_trial({**cfg["reference_trial"], "transform": kind}, user_attrs={"reference": kind})
+    lost = study.ask()                                  # the trial the kill interrupted
+    assert lost.user_attrs["reference"] == "standard"
+    p = smoke(root, tmp_path, "--resume")
+    assert p.returncode == 0, p.stderr[-2000:]
+    trials = optuna.load_study(study_name=f"{TASK}-smoke", storage=f"sqlite:///{db}").trials
+    assert trials[lost.number].state.name == "FAIL"
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    m = json.loads((tmp_path / "results" / f"{TASK}.json").read_text())["metrics"]
+    assert all(v is not None for v in m["reference_val_accuracy_by_transform"].values())
+    assert set(m["reference_val_accuracy_by_transform"]) == {"standard", "quantile", "power"}
+    assert m["all_checks_passed"]

@@ -1,185 +1,232 @@
-"""Task 3: the uint8 image cache, the no-BatchNorm CNN, the splits, noise, and checkpoint/resume."""
+"""Task 3: the decoded-image cache is the assignment's pipeline exactly and is keyed by content, the
+data is checked before anything runs, the network has no BatchNorm, noise is added before
+Normalize; the smoke execution end to end, a kill and --resume that reproduce it exactly, and a
+resume refused when the data changed."""
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from hw2 import cnn, imagenette
-from hw2.data import imagenette_files, imagenette_root
-from hw2.errors import DataError
+from notebook_cells import printed_text, read_executed, run_cells
 
-MOD = "experiments.task3_imagenette_cnn"
+TASK = "task3_imagenette_cnn"
 
 
-def tv_dataset(split):
+def data_dir():
+    from hw2.data import imagenette_root
+    return str(imagenette_root())
+
+
+def cells(cache_dir, **params):
+    """The notebook's definitions in a namespace of their own (its functions read their globals here)."""
+    out = run_cells(TASK, ["imports", "config", "task3-data-functions", "task3-cache", "task3-model", "task3-train"],
+                    **{"profile": "smoke", "device": "cpu", "data_dir": data_dir(), "cache_dir": str(cache_dir), **params})
+    out["DATA_FINGERPRINT"] = "test"
+    return out
+
+
+@pytest.fixture(scope="module")
+def ns(tmp_path_factory):
+    return cells(tmp_path_factory.mktemp("cache"))
+
+
+def tv_dataset(split, transform=None):
     import torchvision
     from torchvision import transforms
-    return torchvision.datasets.Imagenette(
-        root=str(imagenette_root()), split=split, size="160px", download=False,
-        transform=transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()]))
+    return torchvision.datasets.Imagenette(root=data_dir(), split=split, size="160px", download=False,
+                                           transform=transform or transforms.Compose([transforms.Resize((64, 64)),
+                                                                                      transforms.ToTensor()]))
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_cache_equals_torchvision_pipeline(split, tmp_path):
-    """cache / 255 is bit-for-bit the assignment's Resize((64, 64)) + ToTensor() output."""
-    ds = tv_dataset(split)
-    root = imagenette_root()
-    # the project's file listing is torchvision's, in the same order with the same labels
-    ours = imagenette_files(root, split)
-    assert [(str(p), y) for p, y in ours] == [(str(p), y) for p, y in ds._samples]
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(7))[:12].tolist()
-    files = [ours[i] for i in idx]
-    x, y = imagenette.cached_tensors(files, root, 64, tag="t", cache_dir=tmp_path, verbose=False)
-    assert x.dtype == torch.uint8 and x.shape == (12, 3, 64, 64)
-    ref = torch.stack([ds[i][0] for i in idx])
-    assert torch.equal(x.float() / 255, ref)
-    assert y.tolist() == [ds[i][1] for i in idx]
-    # loading back from the cache file gives the same tensors
-    x2, _ = imagenette.cached_tensors(files, root, 64, tag="t", cache_dir=tmp_path, verbose=False)
+def test_cache_equals_the_assignments_pipeline(ns):
+    """cache / 255 is bit for bit Resize((64, 64)) + ToTensor(), image by image, labels included."""
+    x, y = ns["decoded"]("val", 20)
+    ds = tv_dataset("val")
+    labels = torch.tensor([label for _, label in ds._samples])
+    idx = ns["stratified_subset"](labels, 20, 0)
+    assert x.dtype == torch.uint8 and x.shape == (200, 3, 64, 64)
+    for k in torch.randperm(200, generator=torch.Generator().manual_seed(7))[:12].tolist():
+        image, label = ds[idx[k]]
+        assert torch.equal(x[k].float() / 255, image) and y[k] == label
+    x2, _ = ns["decoded"]("val", 20)                    # read back from the cache file
     assert torch.equal(x, x2)
 
 
-def test_lossless_check_can_fail(tmp_path):
-    """A cache made with another resize (nearest neighbour) is caught by the same comparison."""
-    from PIL import Image
+def test_the_equality_check_can_fail():
+    """Another resize (nearest neighbour) gives other pixels: the comparison above is not vacuous."""
     from torchvision import transforms
-    ds = tv_dataset("val")
-    path, _ = ds._samples[0]
-    im = transforms.Resize((64, 64), interpolation=transforms.InterpolationMode.NEAREST)(Image.open(path).convert("RGB"))
-    wrong = transforms.PILToTensor()(im)
-    assert not torch.equal(wrong.float() / 255, ds[0][0])
+    ds = tv_dataset("val", transforms.Compose([transforms.Resize((64, 64), interpolation=transforms.InterpolationMode.NEAREST),
+                                               transforms.PILToTensor()]))
+    assert not torch.equal(ds[0][0].float() / 255, tv_dataset("val")[0][0])
 
 
-def test_corrupt_jpeg_names_the_file(tmp_path):
-    good = imagenette_files(imagenette_root(), "val")[0][0]
-    bad = tmp_path / "broken.JPEG"
-    bad.write_bytes(good.read_bytes()[:200])   # a truncated JPEG
-    with pytest.raises(DataError, match="broken.JPEG"):
-        imagenette.build_tensors([(bad, 0)], progress=False)
-    bad.write_bytes(b"not an image at all")
-    with pytest.raises(DataError, match="broken.JPEG"):
-        imagenette.cached_tensors([(bad, 0)], tmp_path, 64, cache_dir=tmp_path / "c", verbose=False)
+def tiny_tree(tmp_path, ns, per_class=2):
+    """imagenette2-160/{train,val}/<wnid>/ with per_class real JPEGs copied in."""
+    from hw2.data import imagenette_files
+    real = imagenette_files(__import__("pathlib").Path(data_dir()), "val")
+    root = tmp_path / "imagenette2-160"
+    for split in ("train", "val"):
+        for c, wnid in enumerate(ns["WNIDS"]):
+            (root / split / wnid).mkdir(parents=True)
+            for k, (path, _) in enumerate([f for f in real if f[1] == c][:per_class]):
+                shutil.copy(path, root / split / wnid / f"{split}_{k}.JPEG")
+    return root, {"train": 10 * per_class, "val": 10 * per_class}
 
 
-def test_cache_key_tracks_listing_and_size(tmp_path):
-    a, b = tmp_path / "a.JPEG", tmp_path / "b.JPEG"
-    a.write_bytes(b"1" * 10)
-    b.write_bytes(b"2" * 10)
-    h = imagenette.listing_hash([(a, 0), (b, 1)], tmp_path, 64)
-    assert h == imagenette.listing_hash([(a, 0), (b, 1)], tmp_path, 64)
-    assert h != imagenette.listing_hash([(a, 0), (b, 1)], tmp_path, 32)
-    assert h != imagenette.listing_hash([(a, 0), (b, 2)], tmp_path, 64)
-    b.write_bytes(b"2" * 11)
-    assert h != imagenette.listing_hash([(a, 0), (b, 1)], tmp_path, 64)
+def test_the_layout_is_checked_and_named(tmp_path, ns):
+    root, counts = tiny_tree(tmp_path, ns)
+    files = ns["check_imagenette"](str(root), counts)
+    assert len(files["train"]) == 20
+    with pytest.raises(ValueError, match="expected 21"):
+        ns["check_imagenette"](str(root), {**counts, "train": 21})
+    (root / "val" / "n99999999").mkdir()
+    with pytest.raises(ValueError, match=r"val/n99999999: unknown class folder"):
+        ns["check_imagenette"](str(root), counts)
+    (root / "val" / "n99999999").rmdir()
+    for f in (root / "train" / "n03000684").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match=r"train/n03000684: class folder is empty"):
+        ns["check_imagenette"](str(root), counts)
 
 
-def test_stratified_split_is_seeded_disjoint_and_stratified():
-    y = torch.arange(10).repeat_interleave(torch.tensor([100, 90, 80, 70, 60, 50, 40, 30, 20, 10]))
-    tr, va = imagenette.stratified_split(y, 0.1, seed=0)
-    assert len(set(tr.tolist()) & set(va.tolist())) == 0 and len(tr) + len(va) == len(y)
-    counts = torch.bincount(y[va], minlength=10)
-    assert counts.tolist() == [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
-    tr2, va2 = imagenette.stratified_split(y, 0.1, seed=0)
-    assert torch.equal(va, va2)
-    assert not torch.equal(va, imagenette.stratified_split(y, 0.1, seed=1)[1])
+def test_a_same_size_corruption_changes_the_key_and_is_caught_at_decode(tmp_path, ns):
+    root, counts = tiny_tree(tmp_path, ns)
+    before = ns["fingerprint"](str(root), ns["check_imagenette"](str(root), counts))
+    victim = sorted((root / "train" / "n01440764").iterdir())[0]
+    blob = bytearray(victim.read_bytes())
+    blob[20:2000] = bytes(1980)                       # same size, header and data zeroed
+    victim.write_bytes(bytes(blob))
+    after = ns["fingerprint"](str(root), ns["check_imagenette"](str(root), counts))
+    assert after != before                             # the cache and checkpoints are keyed by content
+    env = cells(tmp_path / "c", data_dir=str(tmp_path))
+    env["DATA_FINGERPRINT"] = after
+    with pytest.raises(Exception, match=victim.name):
+        env["decoded"]("train", None)
 
 
-def test_model_has_no_batchnorm_and_counts_parameters():
-    m = cnn.Net((8, 16, 32, 64), groups=4)
-    assert not any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in m.modules())
-    assert m(torch.randn(2, 3, 64, 64)).shape == (2, 10)
-    n = cnn.count_params(m)
-    assert n == sum(r["params"] for r in cnn.describe(m))   # every weight sits in a listed layer
-    # hand count: stem 4x4 conv 3->8 with bias, and the final 64->10 linear layer
-    assert cnn.describe(m)[0]["params"] == 3 * 8 * 16 + 8
-    assert cnn.describe(m)[-1]["params"] == 64 * 10 + 10
-    assert cnn.size_mb(m) == pytest.approx(n * 4 / 1e6)
-    # residual blocks start as the identity (zero-initialised last GroupNorm gain)
-    r = m.body[1]
-    x = torch.randn(2, 16, 16, 16)
-    assert torch.allclose(r(x), x)
+def test_network_has_no_batchnorm_counts_its_weights_and_starts_residuals_as_identity(ns):
+    net = ns["make_net"](ns["CONFIG"])
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear) == 1 and all(c.kernel_size == (3, 3) for c in convs)
+    by_layer = sum(p.numel() for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm))
+                   for p in m.parameters(recurse=False))
+    assert by_layer == sum(p.numel() for p in net.parameters())
+    w = ns["CONFIG"]["widths"]
+    assert linear[0].weight.shape == (10, w[-1])
+    block = [m for m in net.modules() if isinstance(m, ns["Residual"])][0].eval()
+    x = torch.randn(2, w[0], 8, 8)
+    assert torch.allclose(block(x), x)
 
 
-def test_noise_is_added_in_unit_range_before_normalize():
-    norm = cnn.Normalizer([0.5, 0.4, 0.3], [0.2, 0.2, 0.2], "cpu", channels_last=False)
-    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
-    noise = 0.05 * torch.randn(2, 3, 4, 4)
-    expect = (x.float() / 255 + noise - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / 0.2
-    assert torch.allclose(norm(x, noise), expect, atol=1e-6)
-    m = cnn.Net((8, 16, 32, 64), groups=4).eval()
-    xs = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8)
-    a = cnn.predict(m, xs, norm, "cpu", bf16=False, noise_std=0.05, noise_seed=3)
-    b = cnn.predict(m, xs, norm, "cpu", bf16=False, noise_std=0.05, noise_seed=3)
-    c = cnn.predict(m, xs, norm, "cpu", bf16=False, noise_std=0.0)
-    assert torch.equal(a, b) and not torch.equal(a, c)
+def test_noise_is_added_in_unit_range_before_normalize(tmp_path):
+    """predict adds a * N(0, 1) to x / 255 before Normalize, from a fixed generator."""
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    env = cells(tmp_path)
+    env.update(MEAN_DEV=mean.view(1, 3, 1, 1), STD_DEV=std.view(1, 3, 1, 1), DEVICE="cpu",
+               CONFIG={**env["CONFIG"], "bf16": False, "channels_last": False})
+
+    class FirstPixel(torch.nn.Module):                  # logits = the three channels of pixel (0, 0)
+        def forward(self, x):
+            return x[:, :, 0, 0]
+
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    a = 0.05
+    noise = a * torch.randn(x.shape, generator=torch.Generator().manual_seed(env["CONFIG"]["noise_seed"]))
+    expect = (((x.float() / 255 + noise) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))[:, :, 0, 0].softmax(1)
+    got = env["predict"](FirstPixel(), x, noise_std=a)
+    assert torch.allclose(got, expect, atol=1e-5)
+    assert torch.equal(got, env["predict"](FirstPixel(), x, noise_std=a))
+    assert not torch.allclose(got, env["predict"](FirstPixel(), x))
 
 
-def _run(out, *extra):
-    return subprocess.run([sys.executable, "-m", MOD, "--profile", "smoke", "--device", "cpu",
-                           "--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+def smoke(root, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", f"experiments.{TASK}", "--profile", "smoke", "--device", "cpu",
+                             "--out", str(out), "--quiet", *extra], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def check_printed_equals_saved(nb, m):
+    text = printed_text(nb)
+    for stage, part in (("noaug", 3), ("aug", 5)):
+        for seed, acc in m[stage]["test_accuracy_by_seed"].items():
+            assert f"part {part} ({'no augmentation' if stage == 'noaug' else 'kornia augmentation'}), seed {seed}: " \
+                   f"test accuracy {acc:.4f}" in text
+        assert f"test accuracy {m[stage]['test_accuracy_mean']:.4f} (mean of" in text
+    for a in ("0.05", "0.01"):
+        if a in m["noaug"]["noise_mean"]:
+            assert f"a = {a}: test accuracy {m['noaug']['noise_mean'][a]:.4f}" in text
+    assert f"number of parameters (weights and biases): {m['params']:,}" in text
+    assert f"model size: {m['size_mb']:.2f} MB" in text
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("t3")
+    p = smoke(root, out)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    return out
 
 
 @pytest.mark.slow
-def test_smoke_run_and_resume_after_kill_match(tmp_path):
-    """An uninterrupted smoke run and one killed mid-stage then resumed give identical metrics."""
-    a = _run(tmp_path / "a")
-    assert a.returncode == 0, a.stderr
-    ra = json.loads((tmp_path / "a" / "results" / "task3_imagenette_cnn.json").read_text())
-    m = ra["metrics"]
-    for key in ("test_accuracy_noaug", "test_accuracy_aug", "noise_accuracy_noaug", "params",
-                "size_mb", "train_seconds_noaug", "train_seconds_aug", "pipeline_speedup"):
-        assert key in m, key
-    assert set(m["noise_accuracy_noaug"]) == {"0.05", "0.01", "0.005"}
-    assert 0 <= m["test_accuracy_noaug"] <= 1 and 0 <= m["test_accuracy_aug"] <= 1
-    assert m["pipeline_speedup"] > 0 and m["all_checks_passed"]
-    assert ra["environment"]["device"].startswith("cpu")
-    assert m["seeds"] == [0, 1]                                  # the smoke profile has one extra seed
+def test_smoke_execution_end_to_end(uninterrupted):
+    r = json.loads((uninterrupted / "results" / f"{TASK}.json").read_text())
+    m = r["metrics"]
+    assert m["all_checks_passed"] and m["seeds"] == [0, 1]
     for stage in ("noaug", "aug"):
-        accs = m["test_accuracy_by_seed"][stage]
-        assert set(accs) == {"0", "1"} and accs["0"] == m[f"test_accuracy_{stage}"]
-        assert m["test_accuracy_mean"][stage] == pytest.approx(sum(accs.values()) / 2)
-        assert m["train_seconds_by_seed"][stage]["1"] > 0
-    for suffix in ("samples", "curves_noaug", "curves_aug", "noise", "confusion", "augment"):
-        assert (tmp_path / "a" / "figures" / f"task3_imagenette_cnn_{suffix}.png").exists()
-
-    killed = _run(tmp_path / "b", "--kill-at", "aug:1")      # killed after epoch 1 of stage 2
-    assert killed.returncode != 0
-    assert not (tmp_path / "b" / "results" / "task3_imagenette_cnn.json").exists()
-    resumed = _run(tmp_path / "b", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr
-    mb = json.loads((tmp_path / "b" / "results" / "task3_imagenette_cnn.json").read_text())["metrics"]
-    for key in ("test_accuracy_noaug", "test_accuracy_aug", "noise_curve", "val_accuracy_final",
-                "per_class_accuracy", "test_accuracy_by_seed"):
-        assert m[key] == mb[key], key
-    ha = ra["extra"]["aug"]["history"]
-    hb = json.loads((tmp_path / "b" / "results" / "task3_imagenette_cnn.json").read_text())["extra"]["aug"]["history"]
-    assert ha["step_loss"] == hb["step_loss"]
+        assert set(m[stage]["test_accuracy_by_seed"]) == {"0", "1"}
+        assert 0 <= m[stage]["test_accuracy_mean"] <= 1
+    assert len(m["search_trials"]) == 2 and set(m["best_hp"]) == {"lr", "weight_decay", "label_smoothing", "dropout", "drop_path"}
+    nb = read_executed(uninterrupted / "results" / f"{TASK}.ipynb")
+    check_printed_equals_saved(nb, m)
+    assert "kornia" in "".join(c.source for c in nb.cells if c.cell_type == "code")
+    for suffix in ("samples", "augment", "curves_noaug", "curves_aug", "noise", "confusion"):
+        assert (uninterrupted / "figures" / f"{TASK}_{suffix}.png").exists()
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
-    """torch.compile (used on CUDA) computes the same training and checkpoints the plain module."""
-    g = torch.Generator().manual_seed(0)
-    data = {"x_train": torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8, generator=g),
-            "y_train": torch.randint(0, 10, (64,), generator=g),
-            "x_val": torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8, generator=g),
-            "y_val": torch.randint(0, 10, (16,), generator=g),
-            "norm": cnn.Normalizer([0.5] * 3, [0.25] * 3, "cpu", channels_last=False)}
-    cfg = {"bf16": False, "channels_last": False, "weight_decay": 0.05, "lr": 1e-3, "betas": [0.9, 0.99],
-           "batch_size": 16, "epochs": 1, "warmup_epochs": 1.0, "final_lr_frac": 0.0, "label_smoothing": 0.1}
-    from torch._dynamo.utils import counters
-    counters.clear()
-    losses = {}
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = cnn.Net((8, 16, 32, 64), groups=4, dropout=0.0)   # compiled dropout draws other masks
-        h = cnn.train(model, data, cfg, device="cpu", ckpt_path=tmp_path / f"{compiled}.pt", seed=0,
-                      compile_model=compiled, log=lambda _: None)
-        losses[compiled] = h["step_loss"]
-        assert (counters["stats"]["unique_graphs"] > 0) == compiled   # compiled only when asked
-        saved = torch.load(tmp_path / f"{compiled}.pt", weights_only=False)["model"]
-        assert set(saved) == set(model.state_dict()) and not any("_orig_mod" in k for k in saved)
-    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+def test_killed_then_resumed_equals_uninterrupted(root, tmp_path, uninterrupted):
+    """SIGKILL (the whole process group) once part 5's first checkpoint exists, then --resume."""
+    p = smoke(root, tmp_path)
+    ckpts = tmp_path / "work" / ".cache" / TASK
+    try:
+        for _ in range(6000):
+            if list(ckpts.glob("part 5, seed 0_*.pt")) or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert p.poll() is None, "the run ended before it could be killed"
+        os.killpg(p.pid, signal.SIGKILL)
+    finally:
+        p.communicate()
+    assert not (tmp_path / "results" / f"{TASK}.json").exists()
+    q = smoke(root, tmp_path, "--resume")
+    out, err = q.communicate(timeout=600)
+    assert q.returncode == 0, err[-3000:]
+    a = json.loads((uninterrupted / "results" / f"{TASK}.json").read_text())
+    b = json.loads((tmp_path / "results" / f"{TASK}.json").read_text())
+    for key in ("noaug", "aug", "best_hp", "search_trials"):
+        for sub in ("test_accuracy_by_seed", "noise", "per_class_accuracy", "confusion") if key in ("noaug", "aug") else [None]:
+            assert (a["metrics"][key][sub] if sub else a["metrics"][key]) == (b["metrics"][key][sub] if sub else b["metrics"][key]), (key, sub)
+    assert a["extra"]["aug"]["0"]["step_loss"] == b["extra"]["aug"]["0"]["step_loss"]
+    assert "resumed after epoch" in printed_text(read_executed(tmp_path / "results" / f"{TASK}.ipynb"))
+
+
+@pytest.mark.slow
+def test_resume_refused_when_the_data_changed(root, uninterrupted):
+    marker = uninterrupted / "work" / ".cache" / TASK / "smoke_data_fingerprint.txt"
+    marker.write_text("0123456789abcdef")               # as if the interrupted run had other data
+    p = smoke(root, uninterrupted, "--resume")
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 2
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "imagenette2-160: the data changed since the interrupted run" in errors[0]

@@ -1,0 +1,88 @@
+"""The submission notebook: assembled from the executed task notebooks, it stands alone.
+
+It holds the students, a pointer to the PDF and the three tasks as they ran; no cell imports the
+project or reads a result; every code cell ran, without errors; figures are PNG; it stays small.
+Copied alone into an empty folder beside the data, it executes top to bottom in one kernel.
+"""
+import re
+
+import nbformat
+import pytest
+
+from hw2 import submission
+from hw2.report import students
+
+FORBIDDEN = re.compile(r"import hw2|from hw2|from experiments|import experiments|derivations|results/")
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return submission.assemble(students(), "answers.pdf", allow_stale=True)
+
+
+def test_structure_students_first_then_the_three_tasks(notebook):
+    cells = notebook.cells
+    assert cells[0].cell_type == "markdown"
+    for s in students():
+        assert s["name"] in cells[0].source and s["id"] in cells[0].source and s["email"] in cells[0].source
+    assert "answers.pdf" in cells[1].source and "Part 1" in cells[1].source
+    headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown" and c.source.startswith("#")]
+    tasks = [h for h in headings if h.startswith("## Task")]
+    assert tasks == ["## Task 1 - The Importance of Activation and Initialization",
+                     "## Task 2 - MLP-based Deep Classifier", "## Task 3 - Design a CNN"]
+    assert headings.index("# Part 2 - Code Assignments") < headings.index(tasks[0])
+
+
+def test_it_stands_alone(notebook):
+    text = nbformat.writes(notebook)
+    assert not FORBIDDEN.findall("\n".join(c.source for c in notebook.cells)), FORBIDDEN.findall(text)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code)
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not [c for c in code if c.source.lstrip().startswith("#|")]            # Quarto's options dropped
+    images = [k for c in code for o in c.outputs for k in o.get("data", {}) if k.startswith("image/")]
+    assert images and set(images) == {"image/png"}
+    assert len(text.encode()) < 3_000_000
+    task3 = "\n".join(c.source for c in code[[i for i, c in enumerate(code) if "NAME = \"task3" in c.source][0]:])
+    assert "import kornia" in task3 and "K.RandomHorizontalFlip" in task3     # the kornia bonus is visible
+    nbformat.validate(notebook)
+
+
+def test_a_stale_task_is_refused(tmp_path, root):
+    import shutil
+    for name in submission.TASKS:
+        for ext in ("json", "ipynb"):
+            shutil.copy(root / "results" / f"{name}.{ext}", tmp_path / f"{name}.{ext}")
+    record = tmp_path / "task2_magic_mlp.json"
+    record.write_text(record.read_text().replace('"source_hash": "', '"source_hash": "0', 1))
+    from hw2.errors import UserError
+    with pytest.raises(UserError, match="task2_magic_mlp: experiments/task2_magic_mlp.py changed since its execution"):
+        submission.task_cells("task2_magic_mlp", tmp_path)
+    cells, meta = submission.task_cells("task2_magic_mlp", tmp_path, allow_stale=True)
+    assert cells and meta["status"] == "stale"
+    (tmp_path / "task3_imagenette_cnn.ipynb").unlink()
+    with pytest.raises(UserError, match="task3_imagenette_cnn.ipynb does not exist"):
+        submission.task_cells("task3_imagenette_cnn", tmp_path, allow_stale=True)
+
+
+@pytest.mark.slow
+def test_it_runs_alone_in_an_empty_folder(tmp_path, notebook):
+    """The zip's notebook, copied alone beside the data, with every task's profile set to smoke,
+    executes top to bottom in one fresh kernel, and never imports the project."""
+    from nbclient import NotebookClient
+    from hw2.data import imagenette_root, magic_path
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "magic04.data").symlink_to(magic_path())
+    (tmp_path / "data" / "imagenette2-160").symlink_to(imagenette_root() / "imagenette2-160")
+    nb = nbformat.from_dict(nbformat.reads(nbformat.writes(notebook), as_version=4))
+    for cell in [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]:
+        nb.cells.insert(nb.cells.index(cell) + 1, nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"'))
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('hw2', 'experiments', 'derivations')))"))
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert nb.cells[-1].outputs[0]["text"].strip() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache", "data", "figures", "results"]
