@@ -6,11 +6,13 @@
 
 # %% active="py"
 #| include: false
-# `python -m experiments.task1_init` hands this file to the project's runner, which executes it as
-# a notebook in a fresh kernel and keeps the executed notebook, its results and its figures.
-# Inside a kernel, or in a copy outside the project, this cell does nothing.
+# `python -m experiments.task1_init` hands this file to the project's runner, which executes it as a
+# notebook in a fresh kernel and keeps the executed notebook, its results and its figures. In a
+# kernel this cell does nothing; in a copy outside the project the file runs as a plain script.
 import sys
-if __name__ == "__main__" and "ipykernel" not in sys.modules:
+if "ipykernel" not in sys.modules:
+    if __name__ != "__main__":
+        raise ImportError(f"{__name__} is a notebook: run it (python -m {__name__}), do not import it")
     try:
         from hw2.tasks import run_task
     except ImportError:
@@ -20,7 +22,7 @@ if __name__ == "__main__" and "ipykernel" not in sys.modules:
 
 # %% tags=["parameters"]
 profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a quick check with fewer draws
-out_dir = "."  # the folder that receives results/ and figures/
+out_dir = "."  # the run saves its numbers and figures in folders under this one
 
 # %% [markdown]
 # The assignment's setting: $x\in\mathbb R^{512}$, 100 layers of 512 units, a fresh weight matrix

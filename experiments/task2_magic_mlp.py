@@ -6,11 +6,13 @@
 
 # %% active="py"
 #| include: false
-# `python -m experiments.task2_magic_mlp` hands this file to the project's runner, which executes it
-# as a notebook in a fresh kernel and keeps the executed notebook, its results and its figures.
-# Inside a kernel, or in a copy outside the project, this cell does nothing.
+# `python -m experiments.task2_magic_mlp` hands this file to the project's runner, which executes it as a
+# notebook in a fresh kernel and keeps the executed notebook, its results and its figures. In a
+# kernel this cell does nothing; in a copy outside the project the file runs as a plain script.
 import sys
-if __name__ == "__main__" and "ipykernel" not in sys.modules:
+if "ipykernel" not in sys.modules:
+    if __name__ != "__main__":
+        raise ImportError(f"{__name__} is a notebook: run it (python -m {__name__}), do not import it")
     try:
         from hw2.tasks import run_task
     except ImportError:
@@ -22,7 +24,7 @@ if __name__ == "__main__" and "ipykernel" not in sys.modules:
 profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a tiny search, seconds on a CPU
 device = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
 data_dir = "data"  # the folder holding magic04.data; downloaded from UCI when it is not there
-out_dir = "."  # the folder that receives results/ and figures/
+out_dir = "."  # the run saves its numbers and figures in folders under this one
 cache_dir = ".cache"  # the Optuna study's SQLite file lives here
 resume = False  # keep the earlier trials of this profile's study instead of starting it afresh
 storage = None  # an SQLAlchemy URL of a shared Optuna storage (joined, never wiped): scales the search out
@@ -32,6 +34,9 @@ trials = None  # how many trials this run adds (default: the profile's)
 # %%
 #| label: imports
 # imports for the practice (the assignment's first cell, plus what this task uses)
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")   # optuna's progress bars are off anyway
 import hashlib
 import itertools
 import json

@@ -6,11 +6,13 @@
 
 # %% active="py"
 #| include: false
-# `python -m experiments.task3_imagenette_cnn` hands this file to the project's runner, which
-# executes it as a notebook in a fresh kernel and keeps the executed notebook, its results and its
-# figures. Inside a kernel, or in a copy outside the project, this cell does nothing.
+# `python -m experiments.task3_imagenette_cnn` hands this file to the project's runner, which executes it as a
+# notebook in a fresh kernel and keeps the executed notebook, its results and its figures. In a
+# kernel this cell does nothing; in a copy outside the project the file runs as a plain script.
 import sys
-if __name__ == "__main__" and "ipykernel" not in sys.modules:
+if "ipykernel" not in sys.modules:
+    if __name__ != "__main__":
+        raise ImportError(f"{__name__} is a notebook: run it (python -m {__name__}), do not import it")
     try:
         from hw2.tasks import run_task
     except ImportError:
@@ -22,15 +24,18 @@ if __name__ == "__main__" and "ipykernel" not in sys.modules:
 profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a few images and epochs, for a quick check
 device = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
 data_dir = "data"  # the folder holding imagenette2-160/; downloaded by torchvision when it is not there
-out_dir = "."  # the folder that receives results/ and figures/
+out_dir = "."  # the run saves its numbers and figures in folders under this one
 cache_dir = ".cache"  # decoded images, checkpoints and the Optuna study live here
 resume = False  # continue from the checkpoints and the study of an interrupted run of the same configuration
 threads = 0  # CPU threads for torch (0: torch's default)
-compile = "auto"  # torch.compile the training step: "auto" (on CUDA only), "yes" or "no"
+torch_compile = "auto"  # torch.compile the training step: "auto" (on CUDA only), "yes" or "no"
 
 # %%
 #| label: imports
 # imports for the practice (the assignment's first cell, plus what this task uses)
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")   # optuna's progress bars are off anyway
 import copy
 import hashlib
 import io
@@ -64,7 +69,7 @@ NAME = "task3_imagenette_cnn"
 DEVICE = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 if threads:
     torch.set_num_threads(threads)
-COMPILE = {"auto": DEVICE == "cuda", "yes": True, "no": False}[compile]
+COMPILE = {"auto": DEVICE == "cuda", "yes": True, "no": False}[torch_compile]
 print(f"device: {torch.cuda.get_device_name() if DEVICE == 'cuda' else 'cpu'}, torch {torch.__version__}, "
       f"{torch.get_num_threads()} CPU threads, torch.compile: {COMPILE}")
 
@@ -104,7 +109,7 @@ PROFILES = {
               "stem_width": 8, "groups": 4, "batch_size": 32, "epochs": 2, "noise_levels": [0.0, 0.005, 0.01, 0.05, 0.2],
               "search_trials": 2, "search_epochs": 1, "benchmark_batches": 2},
     "full": {"per_class_train": None, "per_class_test": None,
-             "search_trials": 10, "search_epochs": 6, "benchmark_batches": 20},
+             "search_trials": 8, "search_epochs": 5, "benchmark_batches": 20},
 }
 if profile not in PROFILES:
     raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")

@@ -104,10 +104,11 @@ def test_placeholder_students_warn_loudly_before_the_render(tmp_path):
     stops it here, so the test renders nothing)."""
     cfg = tmp_path / "students.toml"
     cfg.write_text((ROOT / "students.toml").read_text())
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "magic04.data").mkdir()
+    bad = tmp_path / "data" / "hw2-figures" / "double_descent_resnet.PNG"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not the course's figure")
     proc = render_cli(tmp_path, cfg, data_dir=tmp_path / "data")
-    assert error_line(proc) == f"error: {tmp_path / 'data' / 'magic04.data'}: is a directory, expected the file magic04.data"
+    assert error_line(proc) == f"error: {bad}: sha256 does not match the course's figure"
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warnings) == 3 and set(warnings[0][9:]) == {"!"}
     assert "placeholder students" in warnings[1] and "NOT ATTRIBUTABLE" in warnings[1]

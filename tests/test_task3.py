@@ -230,3 +230,31 @@ def test_resume_refused_when_the_data_changed(root, uninterrupted):
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err
     assert "imagenette2-160: the data changed since the interrupted run" in errors[0]
+
+
+@pytest.mark.slow
+def test_compiled_training_equals_eager(tmp_path):
+    """torch.compile (used on CUDA) computes the same training step by step as eager mode."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    hp = {"lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "dropout": 0.0, "drop_path": 0.0}
+    losses = {}
+    for compiled in (False, True):
+        env = cells(tmp_path / str(compiled))
+        env.update(x_train=x[:48], y_train=y[:48], x_val=x[48:], y_val=y[48:], x_train_dev=x[:48], y_train_dev=y[:48],
+                   MEAN_DEV=torch.full((1, 3, 1, 1), 0.5), STD_DEV=torch.full((1, 3, 1, 1), 0.25), COMPILE=compiled,
+                   CONFIG={**env["CONFIG"], "bf16": False, "channels_last": False, "batch_size": 16})
+        from torch._dynamo.utils import counters
+        counters.clear()
+        _, h = env["train"](hp, seed=0, epochs=1, tag="t", verbose=False)
+        assert (counters["stats"]["unique_graphs"] > 0) == compiled        # compiled only when asked
+        losses[compiled] = h["step_loss"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_committed_execution_prints_what_it_saves(root):
+    record = json.loads((root / "results" / f"{TASK}.json").read_text())
+    nb = read_executed(root / "results" / f"{TASK}.ipynb")
+    assert nb.metadata["hw2"]["run_id"] == record["run_id"] and record["profile"] == "full"
+    check_printed_equals_saved(nb, record["metrics"])
