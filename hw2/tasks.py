@@ -331,9 +331,8 @@ def _run(nb, index, params, chosen, args, path, name, profile, results_dir, figu
             (work / "data" / entry).symlink_to(target)
         cache_dir.mkdir(parents=True, exist_ok=True)
         (work / ".cache").symlink_to(cache_dir)
-        print(f"{name}: executing {path.name} ({profile} profile"
-              + (f", {', '.join(f'{k}={v!r}' for k, v in injected.items() if k != 'profile')}" if len(injected) > (1 if 'profile' in injected else 0) else "")
-              + ") in a fresh kernel", file=sys.stderr, flush=True)
+        settings = [f"{profile} profile"] + [f"{k}={v!r}" for k, v in injected.items() if k != "profile"]
+        print(f"{name}: executing {path.name} ({', '.join(settings)}) in a fresh kernel", file=sys.stderr, flush=True)
         execute(nb, work, path, echo=not args.quiet)
         wall = time.perf_counter() - t_start
         if args.until:
@@ -364,7 +363,10 @@ def _run(nb, index, params, chosen, args, path, name, profile, results_dir, figu
         }
         if payload.get("extra"):
             record["extra"] = payload["extra"]
-        text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+        try:
+            text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+        except ValueError:
+            raise UserError(f"{path}: the notebook saved NaN or infinity where a number belongs") from None
         # everything made: move it into place, the JSON last (it is what marks a run complete)
         for fig in sorted((work / "figures").glob(f"{name}_*")) if (work / "figures").exists() else []:
             atomic_write_bytes(figures_dir / fig.name, fig.read_bytes())
