@@ -553,8 +553,8 @@ if not study.get_trials(deepcopy=False, states=finished + (optuna.trial.TrialSta
 def objective(trial):
     hp = {k: trial.suggest_float(k, *SEARCH[k], log=k in ("lr", "weight_decay")) for k in SEARCH}
     _, h = train(hp, seed=0, epochs=CONFIG["search_epochs"], tag=f"trial {trial.number}", trial=trial, verbose=False)
-    print(f"trial {trial.number}: validation accuracy {h['val_acc'][-1]:.4f} after {len(h['val_acc'])} epochs "
-          f"({sum(h['seconds']):.0f} s)", flush=True)
+    print(f"trial {trial.number}: validation accuracy {h['val_acc'][-1]:.4f} after {len(h['val_acc'])} "
+          f"epoch{'s' * (len(h['val_acc']) > 1)} ({sum(h['seconds']):.0f} s)", flush=True)
     return h["val_acc"][-1]
 
 
@@ -564,7 +564,7 @@ done = study.get_trials(states=finished)
 best_hp = {k: study.best_trial.params[k] for k in SEARCH}
 search_table = pd.DataFrame([{"trial": t.number, "state": t.state.name.lower(), "val acc": t.value,
                               "epochs": len(t.intermediate_values), **t.params} for t in done])
-print(f"{len(done)} trials of {CONFIG['search_epochs']} epochs ({sum(t.state.name == 'PRUNED' for t in done)} pruned) "
+print(f"{len(done)} trials of up to {CONFIG['search_epochs']} epochs ({sum(t.state.name == 'PRUNED' for t in done)} pruned) "
       f"in {time.perf_counter() - t0:.0f} s; best: trial {study.best_trial.number}, validation accuracy "
       f"{study.best_value:.4f}")
 print("chosen:", {k: f"{v:.3g}" for k, v in best_hp.items()})
