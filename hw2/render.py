@@ -135,30 +135,10 @@ def equations_to_latex(text: str) -> str:
 
 
 # --- execution ---------------------------------------------------------------------------------
-def execute(nb, timeout: int = 3600):
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
-
-    from .tasks import kernel_manager_class
-    sockets = Path(tempfile.mkdtemp(prefix="hw2-kernel-"))
-    client = NotebookClient(nb, kernel_manager_class=kernel_manager_class(sockets), kernel_name="python3",
-                            timeout=timeout, resources={"metadata": {"path": str(ROOT)}})
-    try:
-        client.execute()
-    except CellExecutionError as e:
-        cell = next((c for c in nb.cells if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = "?"
-        if cell is not None:
-            opts, code = cell_options(cell.source)
-            where = opts.get("label") or next((ln for ln in code.splitlines() if ln.strip()), "?")
-        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise UserError(f"{MAIN}: cell '{where}' failed: {ANSI.sub('', last)}") from None
-    except DeadKernelError as e:
-        raise UserError(f"{MAIN}: the report's kernel died ({e})") from None
-    finally:
-        shutil.rmtree(sockets, ignore_errors=True)
-    return nb
+def execute(nb):
+    """Run the report's cells from the project root; a failing cell (or Ctrl-C) is one line."""
+    from .tasks import execute as execute_notebook
+    return execute_notebook(nb, ROOT, MAIN, echo=False)
 
 
 # --- notebook -> pandoc Markdown -> PDF ----------------------------------------------------------
@@ -356,7 +336,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: render interrupted; _output/ left as it was", file=sys.stderr)
+        print("error: render interrupted; nothing written", file=sys.stderr)
         return 130
     for f in files:
         print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")

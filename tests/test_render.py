@@ -185,3 +185,25 @@ def test_quarto_path(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     stem = output_stem()
     assert all((tmp_path / f"{stem}.{ext}").exists() for ext in ("pdf", "ipynb", "zip"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_render_is_one_line_and_leaves_no_output(tmp_path):
+    import os
+    import signal
+    proc = subprocess.Popen([sys.executable, "-m", "hw2.render", "--engine", "fallback", "--out-dir", str(tmp_path / "o"),
+                             "--allow-stale"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    err = ""
+    while "fallback renderer" not in err:        # the report's cells are about to run
+        line = proc.stderr.readline()
+        assert line, "the render ended before it could be interrupted"
+        err += line
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)           # a terminal's Ctrl-C reaches the whole group
+    _, rest = proc.communicate(timeout=120)
+    err += rest
+    assert proc.returncode == 130, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == ["error: render interrupted; nothing written"]
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
