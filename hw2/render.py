@@ -210,7 +210,9 @@ def uncount_tables(markdown: str) -> str:
 
 
 # The project's preamble (what _quarto.yml includes), plus what Quarto's own template provides.
-LATEX_HEADER = (REPORT / "preamble.tex").read_text() + r"""
+# (Its comment lines are left out: in pandoc's header-includes they would be read as text.)
+LATEX_HEADER = "".join(ln for ln in (REPORT / "preamble.tex").read_text().splitlines(True)
+                       if not ln.lstrip().startswith("%")) + r"""
 \usepackage{amsmath,amssymb}
 \usepackage{float}
 \floatplacement{figure}{H}

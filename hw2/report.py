@@ -47,15 +47,17 @@ def md(text: str):
     display(Markdown(text))
 
 
-def table(rows, columns: list[str] | None = None, align: str | None = None) -> str:
-    """A pandoc pipe table from a list of dicts (or lists with columns given)."""
+def table(rows, columns: list[str] | None = None, align: str | None = None, widths: list[int] | None = None) -> str:
+    """A pandoc pipe table from a list of dicts (or lists with columns given). widths: relative
+    column widths (pandoc reads them from the dashes of the separator line once a row wraps)."""
     if rows and isinstance(rows[0], dict):
         columns = columns or list(rows[0])
         rows = [[r.get(c, "") for c in columns] for r in rows]
     align = align or ("l" + "r" * (len(columns) - 1))
-    rule = {"l": ":--", "r": "--:", "c": ":-:"}
+    widths = widths or [1] * len(columns)
+    rule = {"l": ":{}", "r": "{}:", "c": ":{}:"}
     out = ["| " + " | ".join(map(str, columns)) + " |",
-           "|" + "|".join(rule[a] for a in align) + "|"]
+           "|" + "|".join(rule[a].format("-" * (4 * w)) for a, w in zip(align, widths)) + "|"]
     out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(out)
 
