@@ -101,6 +101,17 @@ def test_students_config_names_the_files(tmp_path, monkeypatch):
         output_stem()
 
 
+def test_the_quarto_project_names_files_that_are_committed():
+    """Quarto resolves _quarto.yml's paths from the project root; each must be a tracked file."""
+    import yaml
+    config = yaml.safe_load((ROOT / "_quarto.yml").read_text())
+    paths = list(config["project"]["render"]) + [config["format"]["pdf"]["include-in-header"]]
+    tracked = set(subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT).stdout.split())
+    if not tracked:
+        pytest.skip("not a git checkout")
+    assert [p for p in paths if p not in tracked] == []
+
+
 def test_no_part_is_left_unanswered():
     remaining = {p.name: p.read_text().count(PLACEHOLDER) for p in sorted(REPORT.glob("*.qmd"))}
     assert not {k: v for k, v in remaining.items() if v}, remaining
