@@ -69,9 +69,21 @@ def cell_options(source: str) -> tuple[dict, str]:
     return opts or {}, "\n".join(lines[n:])
 
 
+def quarto_project() -> dict:
+    path = ROOT / "_quarto.yml"
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: cannot read the Quarto project ({str(e).splitlines()[0]})") from None
+
+
 def project_defaults() -> dict:
-    conf = yaml.safe_load((ROOT / "_quarto.yml").read_text()) or {}
-    return conf.get("execute", {}) or {}
+    return quarto_project().get("execute", {}) or {}
+
+
+def pdf_format() -> dict:
+    """_quarto.yml's `format: pdf:` options: the fallback renderer follows the same ones."""
+    return (quarto_project().get("format", {}) or {}).get("pdf", {}) or {}
 
 
 def read_notebook(main: Path = MAIN):
@@ -209,14 +221,26 @@ def uncount_tables(markdown: str) -> str:
     return markdown + (f"\n\n\\addtocounter{{table}}{{-{tables - captions}}}" if tables > captions else "")
 
 
-# The project's preamble (what _quarto.yml includes), plus what Quarto's own template provides.
-# (Its comment lines are left out: in pandoc's header-includes they would be read as text.)
-LATEX_HEADER = "".join(ln for ln in (REPORT / "preamble.tex").read_text().splitlines(True)
-                       if not ln.lstrip().startswith("%")) + r"""
+# What Quarto's own LaTeX template provides and pandoc's default one lacks.
+TEMPLATE_EXTRAS = r"""
 \usepackage{amsmath,amssymb}
 \usepackage{float}
 \floatplacement{figure}{H}
 """
+
+
+def latex_header(fmt: dict) -> str:
+    """The files _quarto.yml's include-in-header names (project-relative, as Quarto resolves them),
+    plus the template extras. Comment lines are left out: in pandoc's header-includes they would be
+    read as text."""
+    names = fmt.get("include-in-header") or []
+    header = ""
+    for name in [names] if isinstance(names, str) else names:
+        path = ROOT / name
+        if not path.is_file():
+            raise UserError(f"{ROOT / '_quarto.yml'}: include-in-header names {name}, which does not exist")
+        header += "".join(ln for ln in path.read_text().splitlines(True) if not ln.lstrip().startswith("%"))
+    return header + TEMPLATE_EXTRAS
 
 
 def latex_engine() -> str:
@@ -231,11 +255,12 @@ def latex_engine() -> str:
 def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
     if not shutil.which("pandoc"):
         raise UserError("pandoc not found: apt-get install pandoc (or run `make report`, which does)")
-    when = meta.get("date", "")
+    when, fmt = meta.get("date", ""), pdf_format()
     front = {"title": meta.get("title", ""), "subtitle": meta.get("subtitle", ""),
              "date": date.today().isoformat() if when == "today" else str(when),
-             "geometry": "margin=2.2cm", "colorlinks": True,
-             "fontsize": "10pt", "header-includes": LATEX_HEADER}
+             "documentclass": fmt.get("documentclass", "article"), "geometry": fmt.get("geometry", "margin=2.2cm"),
+             "colorlinks": fmt.get("colorlinks", True), "fontsize": fmt.get("fontsize", "10pt"),
+             "header-includes": latex_header(fmt)}
     (build / "report.md").write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + markdown)
     cmd = ["pandoc", "report.md", "-o", out_pdf.name, f"--pdf-engine={latex_engine()}",
            "--from=markdown+tex_math_dollars+raw_tex+implicit_figures+link_attributes+pipe_tables",

@@ -112,6 +112,22 @@ def test_the_quarto_project_names_files_that_are_committed():
     assert [p for p in paths if p not in tracked] == []
 
 
+def test_the_fallback_renderer_takes_the_preamble_and_page_from_quarto_yml(tmp_path, monkeypatch):
+    """One source of truth: the fallback reads _quarto.yml's pdf options, not a copy of them."""
+    fmt = render.pdf_format()
+    assert fmt["include-in-header"] and fmt["geometry"] and fmt["fontsize"]
+    assert r"\usepackage{fvextra}" in render.latex_header(fmt)
+    (tmp_path / "_quarto.yml").write_text("format:\n  pdf:\n    include-in-header: [a.tex, missing.tex]\n"
+                                          "    geometry: margin=1cm\n")
+    (tmp_path / "a.tex").write_text("% a comment, not text\n\\usepackage{xcolor}\n")
+    monkeypatch.setattr(render, "ROOT", tmp_path)
+    assert render.pdf_format()["geometry"] == "margin=1cm"
+    with pytest.raises(UserError, match="include-in-header names missing.tex, which does not exist"):
+        render.latex_header(render.pdf_format())
+    header = render.latex_header({"include-in-header": "a.tex"})
+    assert r"\usepackage{xcolor}" in header and "a comment" not in header
+
+
 def test_no_part_is_left_unanswered():
     remaining = {p.name: p.read_text().count(PLACEHOLDER) for p in sorted(REPORT.glob("*.qmd"))}
     assert not {k: v for k, v in remaining.items() if v}, remaining
