@@ -61,15 +61,20 @@ def save_figure(fig, path_pdf: Path) -> list[Path]:
     """Vector PDF for the report, PNG for the notebook; each written atomically."""
     import io
     written = []
-    for ext, kw in (("pdf", {}), ("png", {"dpi": 150})):
+    # No creation date in the PDF: the same figure gives the same bytes, and an unchanged file is
+    # not rewritten (git stays clean).
+    for ext, kw in (("pdf", {"metadata": {"CreationDate": None}}), ("png", {"dpi": 150})):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, bbox_inches="tight", **kw)
-        written.append(atomic_write_bytes(path_pdf.with_suffix(f".{ext}"), buf.getvalue()))
+        path = path_pdf.with_suffix(f".{ext}")
+        if not (path.exists() and path.read_bytes() == buf.getvalue()):
+            atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
     return written
 
 
-def unchanged(name, profile, config, metrics, source, out_dir) -> bool:
-    """The committed result already says exactly this (same profile, config, code and metrics)."""
+def unchanged(name, profile, config, metrics, source, out_dir, figures=()) -> bool:
+    """The committed result already says exactly this (same profile, config, code, metrics and figures)."""
     import json
     from .results import config_hash, result_path, source_hash
     path = result_path(name, out_dir)
@@ -82,6 +87,7 @@ def unchanged(name, profile, config, metrics, source, out_dir) -> bool:
         return {k: v for k, v in (m or {}).items() if k != "timings"}
     return (old.get("profile") == profile and old.get("config_hash") == config_hash(config)
             and old.get("source_hash") == source_hash(source)
+            and old.get("figures", []) == sorted(figures)
             and results_only(old.get("metrics")) == results_only(new_metrics))
 
 
@@ -109,14 +115,16 @@ def main(*, name: str, profiles: dict, run: Callable[[dict, Context], Outcome], 
         for suffix, fig in outcome.figures.items():
             save_figure(fig, ctx.figure_path(name, suffix, "pdf"))
             plt.close(fig)
-        if kind == "derivation" and unchanged(name, args.profile, config, outcome.metrics, source, args.out):
+        if kind == "derivation" and unchanged(name, args.profile, config, outcome.metrics, source, args.out,
+                                             outcome.figures):
             # `make report` reruns every derivation: an identical result keeps its file (and git) clean.
             print(f"{name}: unchanged, all checks {'passed' if outcome.metrics.get('all_checks_passed', True) else 'FAILED'}")
             return 0 if outcome.metrics.get("all_checks_passed", True) else 1
         path = write_result(name, profile=args.profile, config=config, metrics=outcome.metrics,
                             started=started, wall_seconds=wall, seed=outcome.seed,
                             device=device if kind == "experiment" else "none", source=source,
-                            out_dir=args.out, extra=outcome.extra or None, code_at_start=code_at_start)
+                            out_dir=args.out, extra=outcome.extra or None, code_at_start=code_at_start,
+                            figures=sorted(outcome.figures))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -98,7 +98,7 @@ def figures_dir(out_dir: str | Path | None = None) -> Path:
 def write_result(name: str, *, profile: str, config: dict, metrics: dict, started: str,
                  wall_seconds: float, seed=None, device: str | None = "cpu",
                  source: str | Path | None = None, out_dir=None, extra: dict | None = None,
-                 code_at_start: tuple[str | None, str] | None = None) -> Path:
+                 code_at_start: tuple[str | None, str] | None = None, figures: list[str] | None = None) -> Path:
     """code_at_start: (source hash, git commit) taken when the run began, so that code edited while
     a long run is going is not credited to it; without it they are read now."""
     digest, commit = code_at_start or (source_hash(source) if source else None, None)
@@ -114,6 +114,8 @@ def write_result(name: str, *, profile: str, config: dict, metrics: dict, starte
         "finished": now(),
         "wall_seconds": round(wall_seconds, 3),
     }
+    if figures:
+        record["figures"] = figures   # the suffixes of figures/<name>_<suffix>.{pdf,png} the run saved
     if extra:
         record["extra"] = extra
     text = json.dumps(record, indent=2, sort_keys=False, default=_json_default, allow_nan=False)

@@ -143,6 +143,53 @@ def test_identical_derivation_result_is_not_rewritten(tmp_path, capsys):
     assert results.load_result("toy", tmp_path / "results")["metrics"]["value"] == 6
 
 
+def test_an_unchanged_figure_is_not_rewritten(tmp_path):
+    """No creation date in the PDF: the same figure is the same bytes, and its file is left alone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    paths = cli.save_figure(fig, tmp_path / "toy_line.pdf")
+    stamps = [(p.read_bytes(), p.stat().st_mtime_ns) for p in paths]
+    os.utime(paths[0], ns=(1, 1))
+    assert cli.save_figure(fig, tmp_path / "toy_line.pdf") == paths
+    assert paths[0].stat().st_mtime_ns == 1 and [p.read_bytes() for p in paths] == [b for b, _ in stamps]
+    ax.plot([0, 1], [1, 0])                                # a changed figure is written
+    cli.save_figure(fig, tmp_path / "toy_line.pdf")
+    assert paths[0].stat().st_mtime_ns != 1 and paths[0].read_bytes() != stamps[0][0]
+    plt.close(fig)
+
+
+def test_make_report_skips_a_derivation_only_when_its_run_still_holds(tmp_path, monkeypatch):
+    """Like Quarto's freeze: same source, full profile, every check passed, its figures there."""
+    (tmp_path / "derivations").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "figures").mkdir()
+    source = tmp_path / "derivations" / "toy.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(pipeline, "FIGURES", tmp_path / "figures")
+    record = {"profile": "full", "source_hash": results.source_hash(source), "finished": "2026-11-27T17:17:42+00:00",
+              "metrics": {"all_checks_passed": True}, "figures": ["clt"]}
+
+    def state(**change):
+        (tmp_path / "results" / "toy.json").write_text(json.dumps({**record, **change}))
+        return pipeline.derivation_checked("toy")
+    for ext in ("pdf", "png"):
+        (tmp_path / "figures" / f"toy_clt.{ext}").write_bytes(b"%PDF")
+    assert state() == "2026-11-27"
+    assert state(profile="smoke") is None
+    assert state(metrics={"all_checks_passed": False}) is None
+    assert state(metrics={}) is None
+    assert state(source_hash="0" * 16) is None
+    (tmp_path / "figures" / "toy_clt.png").unlink()
+    assert state() is None
+    (tmp_path / "results" / "toy.json").write_text("{not json")
+    assert pipeline.derivation_checked("toy") is None
+
+
 def test_source_hash_is_taken_when_the_run_starts(tmp_path):
     """Code edited while a long run is going is not credited to that run's result."""
     source = tmp_path / "toy_source.py"
