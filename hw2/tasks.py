@@ -210,9 +210,9 @@ def kernel_manager_class(sockets: Path):
     """Kernels that talk over IPC sockets in a scratch folder (no TCP ports, no warning about
     them). nbclient creates, owns and shuts down the kernel as it does for its default class.
     The folder's path must be short: a Unix socket's path has at most 107 bytes."""
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
-    class IPCKernelManager(KernelManager):
+    class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(**kwargs, transport="ipc", ip=str(sockets / "kernel"))
     return IPCKernelManager
@@ -220,9 +220,18 @@ def kernel_manager_class(sockets: Path):
 
 def make_client(nb, cwd: Path, sockets: Path, echo: bool):
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     class Client(NotebookClient):
         """nbclient, echoing the notebook's printed lines to the console while a cell runs."""
+
+        async def _async_check_alive(self):
+            # On SIGINT/SIGTERM nbclient shuts the kernel down and drops its client; its liveness
+            # poll then fails on an assert and the wait for the running cell's reply never ends
+            # (a plain `kill` would hang the run). Report the kernel dead instead: execute() ends.
+            if self.kc is None or hasattr(self, "_async_cleanup_kernel_future"):
+                raise DeadKernelError("the kernel was shut down by a signal")
+            await super()._async_check_alive()
 
         def output(self, outs, msg, display_id, cell_index):
             if echo and msg["msg_type"] == "stream":
@@ -244,8 +253,12 @@ def execute(nb, cwd: Path, path: Path, echo: bool):
         # While it executes, nbclient answers SIGINT/SIGTERM itself: it shuts the kernel down and
         # leaves this future behind; whatever the execution raises afterwards is that interruption.
         return hasattr(client, "_async_cleanup_kernel_future")
+    # The kernel process's own stderr (not the cells' output, which comes as messages) goes to a
+    # log: it is noise when a signal shuts the kernel down, and the clue when the kernel dies.
+    kernel_log = sockets / "kernel.log"
     try:
-        client.execute()
+        with open(kernel_log, "w") as log:
+            client.execute(stderr=log)
     except CellExecutionError as e:
         cell = next((c for c in nb.cells if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
@@ -260,7 +273,8 @@ def execute(nb, cwd: Path, path: Path, echo: bool):
     except DeadKernelError as e:
         if interrupted():
             raise KeyboardInterrupt from None
-        raise UserError(f"{path}: the kernel died ({e})") from None
+        last = [ln for ln in kernel_log.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+        raise UserError(f"{path}: the kernel died ({e}){': ' + last[0].strip() if last else ''}") from None
     except BaseException:
         if interrupted():
             raise KeyboardInterrupt from None

@@ -35,6 +35,7 @@ TOY = textwrap.dedent('''\
     steps = 3  # how many steps
     fail = False  # raise in the middle
     sleep = 0.0  # seconds to sleep in the middle
+    crash = False  # the kernel process dies in the middle
 
     # %%
     #| label: compute
@@ -46,6 +47,8 @@ TOY = textwrap.dedent('''\
     #| label: middle
     open("middle-started", "w").close()
     time.sleep(sleep)
+    if crash:
+        os._exit(3)
     if fail:
         raise ValueError("the toy failed on purpose")
 
@@ -182,6 +185,36 @@ def test_ctrl_c_ends_with_one_line_and_nothing_written(toy, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert_one_error_line(subprocess.CompletedProcess([], proc.returncode, out, err), "interrupted")
+    assert not list((tmp_path / "o" / "results").glob("toy*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_runner_alone_ends_the_run(toy, tmp_path, sig):
+    """`kill PID`, a scheduler's stop: only the runner gets the signal, not the kernel. nbclient shuts
+    the kernel down; the run must then end (it used to wait for the running cell for ever)."""
+    proc = subprocess.Popen([sys.executable, str(toy), "--sleep", "60", "--out", str(tmp_path / "o")],
+                            env={**os.environ, "PYTHONPATH": str(tasks.ROOT)}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):
+            if list((tmp_path / "o" / "results").glob(".toy-run-*/middle-started")):
+                break
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert_one_error_line(subprocess.CompletedProcess([], proc.returncode, out, err), "interrupted")
+    assert not list((tmp_path / "o" / "results").glob("toy*"))
+    assert not list((tmp_path / "o" / "results").glob(".toy-run-*"))
+
+
+def test_a_dying_kernel_is_one_line_and_writes_nothing(toy, tmp_path):
+    p = run(toy, "--crash", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2
+    assert_one_error_line(p, "toy.py: the kernel died")
     assert not list((tmp_path / "o" / "results").glob("toy*"))
 
 
