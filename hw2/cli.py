@@ -117,7 +117,7 @@ def main(*, name: str, profiles: dict, run: Callable[[dict, Context], Outcome], 
             plt.close(fig)
         if kind == "derivation" and unchanged(name, args.profile, config, outcome.metrics, source, args.out,
                                              outcome.figures):
-            # `make report` reruns every derivation: an identical result keeps its file (and git) clean.
+            # A rerun that finds the same (RECHECK=1, an edit that changes nothing) keeps the file and git clean.
             print(f"{name}: unchanged, all checks {'passed' if outcome.metrics.get('all_checks_passed', True) else 'FAILED'}")
             return 0 if outcome.metrics.get("all_checks_passed", True) else 1
         path = write_result(name, profile=args.profile, config=config, metrics=outcome.metrics,

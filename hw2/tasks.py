@@ -225,11 +225,16 @@ def make_client(nb, cwd: Path, sockets: Path, echo: bool):
     class Client(NotebookClient):
         """nbclient, echoing the notebook's printed lines to the console while a cell runs."""
 
+        def signalled(self) -> bool:
+            # While it executes, nbclient answers SIGINT/SIGTERM itself: it shuts the kernel down
+            # and leaves this future behind.
+            return hasattr(self, "_async_cleanup_kernel_future")
+
         async def _async_check_alive(self):
-            # On SIGINT/SIGTERM nbclient shuts the kernel down and drops its client; its liveness
-            # poll then fails on an assert and the wait for the running cell's reply never ends
-            # (a plain `kill` would hang the run). Report the kernel dead instead: execute() ends.
-            if self.kc is None or hasattr(self, "_async_cleanup_kernel_future"):
+            # Once nbclient has shut the kernel down and dropped its client, its liveness poll fails
+            # on an assert and the wait for the running cell's reply never ends (a plain `kill` would
+            # hang the run). Report the kernel dead instead: execute() ends.
+            if self.kc is None or self.signalled():
                 raise DeadKernelError("the kernel was shut down by a signal")
             await super()._async_check_alive()
 
@@ -250,9 +255,8 @@ def execute(nb, cwd: Path, path: Path, echo: bool):
     client = make_client(nb, cwd, sockets, echo)
 
     def interrupted():
-        # While it executes, nbclient answers SIGINT/SIGTERM itself: it shuts the kernel down and
-        # leaves this future behind; whatever the execution raises afterwards is that interruption.
-        return hasattr(client, "_async_cleanup_kernel_future")
+        # after a signal, whatever the execution raises is that interruption
+        return client.signalled()
     # The kernel process's own stderr (not the cells' output, which comes as messages) goes to a
     # log: it is noise when a signal shuts the kernel down, and the clue when the kernel dies.
     kernel_log = sockets / "kernel.log"

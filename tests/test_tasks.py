@@ -169,30 +169,10 @@ def test_a_second_run_on_the_same_output_names_the_holder(toy, tmp_path):
         first.communicate()
 
 
-def test_ctrl_c_ends_with_one_line_and_nothing_written(toy, tmp_path):
-    proc = subprocess.Popen([sys.executable, str(toy), "--sleep", "30", "--out", str(tmp_path / "o")],
-                            env={**os.environ, "PYTHONPATH": str(tasks.ROOT)}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(1200):                     # wait until the kernel is in the sleeping cell
-            if list((tmp_path / "o" / "results").glob(".toy-run-*/middle-started")):
-                break
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)        # what a terminal's Ctrl-C does: the whole group
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
-    assert_one_error_line(subprocess.CompletedProcess([], proc.returncode, out, err), "interrupted")
-    assert not list((tmp_path / "o" / "results").glob("toy*"))
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_runner_alone_ends_the_run(toy, tmp_path, sig):
-    """`kill PID`, a scheduler's stop: only the runner gets the signal, not the kernel. nbclient shuts
-    the kernel down; the run must then end (it used to wait for the running cell for ever)."""
-    proc = subprocess.Popen([sys.executable, str(toy), "--sleep", "60", "--out", str(tmp_path / "o")],
+def interrupt_in_the_middle(toy, tmp_path, send, sleep, timeout):
+    """Start the toy, wait until its kernel is in the sleeping cell, call send(proc), and return
+    the ended process's (returncode, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, str(toy), "--sleep", str(sleep), "--out", str(tmp_path / "o")],
                             env={**os.environ, "PYTHONPATH": str(tasks.ROOT)}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -200,13 +180,29 @@ def test_a_signal_to_the_runner_alone_ends_the_run(toy, tmp_path, sig):
             if list((tmp_path / "o" / "results").glob(".toy-run-*/middle-started")):
                 break
             time.sleep(0.05)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        send(proc)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
-    assert_one_error_line(subprocess.CompletedProcess([], proc.returncode, out, err), "interrupted")
+    return subprocess.CompletedProcess([], proc.returncode, out, err)
+
+
+def test_ctrl_c_ends_with_one_line_and_nothing_written(toy, tmp_path):
+    # what a terminal's Ctrl-C does: SIGINT to the whole group
+    p = interrupt_in_the_middle(toy, tmp_path, lambda proc: os.killpg(proc.pid, signal.SIGINT), 30, 60)
+    assert p.returncode == 130, p.stderr
+    assert_one_error_line(p, "interrupted")
+    assert not list((tmp_path / "o" / "results").glob("toy*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_runner_alone_ends_the_run(toy, tmp_path, sig):
+    """`kill PID`, a scheduler's stop: only the runner gets the signal, not the kernel. nbclient shuts
+    the kernel down; the run must then end (it used to wait for the running cell for ever)."""
+    p = interrupt_in_the_middle(toy, tmp_path, lambda proc: proc.send_signal(sig), 60, 30)
+    assert p.returncode == 130, p.stderr
+    assert_one_error_line(p, "interrupted")
     assert not list((tmp_path / "o" / "results").glob("toy*"))
     assert not list((tmp_path / "o" / "results").glob(".toy-run-*"))
 
