@@ -1,15 +1,16 @@
 # The README's commands. Each does its own set-up first (idempotent), then its job.
-#   make report       data check, derivations whose source changed (RECHECK=1: all), freshness check, render -> _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}
+#   make report       data check, derivations that are not fresh (RECHECK=1: all), freshness check, render -> _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}
 #   make test         pytest
-#   make experiments  every experiment's full profile (GPU when there is one)
+#   make experiments  every task notebook's full profile (GPU when there is one)
 #   make check-data   validate every dataset found through the lookup order
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# ALLOW_STALE: 1/true/yes or 0/false/no (empty: no); anything else is an error
 ALLOW_STALE ?=
-STALE_FLAG := $(if $(ALLOW_STALE),--allow-stale,)
+STALE_FLAG = --allow-stale "$(ALLOW_STALE)"
 RECHECK ?=
 
 .PHONY: report test experiments check-data setup latex clean

@@ -346,4 +346,4 @@ def run(config, ctx=None):
 
 if __name__ == "__main__":
     from hw2.cli import main
-    sys.exit(main(name=NAME, profiles=PROFILES, run=run, source=__file__, kind="derivation"))
+    sys.exit(main(name=NAME, profiles=PROFILES, run=run, source=__file__))

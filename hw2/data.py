@@ -43,7 +43,7 @@ IMAGENETTE_CLASS_COUNTS = {   # JPEGs per class folder of the real dataset (sums
     "train": dict(zip(IMAGENETTE_WNIDS, [963, 955, 993, 858, 941, 956, 961, 931, 951, 960])),
     "val": dict(zip(IMAGENETTE_WNIDS, [387, 395, 357, 386, 409, 394, 389, 419, 399, 390])),
 }
-IMAGE_SUFFIX = ".jpeg"        # what torchvision's Imagenette reads (case-insensitive)
+IMAGE_SUFFIXES = (".jpeg", ".jpg")   # what torchvision's Imagenette and Task 3's notebook read (case-insensitive)
 
 FIGURES_DIR = "hw2-figures"
 FIGURE_SHA256 = {
@@ -230,13 +230,6 @@ def imagenette_root() -> Path:
     return root
 
 
-def imagenette_files(root: Path, split: str) -> list[tuple[Path, int]]:
-    """(path, class index) for every JPEG of a split, sorted; checks the split's folder layout."""
-    split_dir = Path(root) / IMAGENETTE_DIR / split
-    listing = _split_listing(split_dir)
-    return [(p, idx) for idx, wnid in enumerate(IMAGENETTE_WNIDS) for p in listing[wnid]]
-
-
 def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
     """wnid -> sorted JPEG paths of one split. The layout torchvision's Imagenette relies on:
     exactly the 10 wnid folders (an extra folder becomes an extra class there), none empty, no
@@ -265,7 +258,7 @@ def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
         subdirs = sorted(e.name for e in entries if e.is_dir())
         if subdirs:
             raise DataError(f"{class_dir / subdirs[0]}: folder inside a class folder (expected only JPEG files)")
-        images = sorted(Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIX) and e.is_file())
+        images = sorted(Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
         if not images:
             raise DataError(f"{class_dir}: class folder is empty" if not entries else
                             f"{class_dir}: class folder holds no .JPEG files ({len(entries)} other files)")
@@ -388,11 +381,6 @@ def check_datasets(names=DATASETS, decode: bool = False) -> list[str]:
     if unknown:
         raise UserError(f"unknown dataset {unknown[0]!r}: expected one of {', '.join(DATASETS)}")
     return [CHECKS[name](decode) for name in names]
-
-
-def check_all(decode: bool = True) -> list[str]:
-    """`make check-data`: every dataset, one line each; raises DataError at the first problem."""
-    return check_datasets(DATASETS, decode=decode)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,6 @@
 """Build the submission: _output/ece046211_hw2_<id1>_<id2>.{pdf,ipynb,zip}. Nothing here trains.
 
-    python -m hw2.render [--engine auto|quarto|fallback] [--allow-stale]
+    python -m hw2.render [--engine auto|quarto|fallback] [--allow-stale 1|0]
 
 The PDF answer file comes from report/hw2.qmd, which reads only results/ and figures/.
 Primary path: `quarto render` (the project's _quarto.yml declares the pdf format). Fallback, used
@@ -306,9 +306,40 @@ def quarto_render(stem: str, build: Path) -> Path:
 
 
 # --- entry point -------------------------------------------------------------------------------
+def snapshot(dest: Path) -> Path:
+    """Copy results/ and figures/ into dest. The render checks this copy and reads only it, so a run
+    that finishes meanwhile cannot put its numbers into a PDF checked against another run's."""
+    for folder in ("results", "figures"):
+        (dest / folder).mkdir(parents=True)
+        src = ROOT / folder
+        for f in sorted(src.iterdir()) if src.is_dir() else []:
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, dest / folder / f.name)
+    return dest
+
+
+def check_snapshot(base: Path, allow_stale: bool) -> list[str]:
+    """Every result the deliverables use, judged by the one freshness rule on the snapshot: the
+    names of the stale ones (allowed), or a UserError naming them."""
+    from .reads import validate_file
+    from .results import freshness, producers
+    stale = []
+    for name in producers():
+        state, reason = freshness(name, base)
+        if state == "missing" or (state == "stale" and not allow_stale):
+            raise UserError(f"{name}: {reason}" + ("" if state == "missing" else
+                            " (run it again, or `make report ALLOW_STALE=1`)"))
+        validate_file(name, base)          # even a stale one must hold what the report reads
+        if state == "stale":
+            print(f"render: STALE, rendered anyway (ALLOW_STALE): {name}: {reason}", file=sys.stderr)
+            stale.append(name)
+    return stale
+
+
 def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTPUT) -> list[Path]:
     """The PDF (rendered from report/hw2.qmd), the submission notebook (assembled from the executed
-    task notebooks) and the zip of both; written to out_dir only when all three exist."""
+    task notebooks) and the zip of both, all from one snapshot of results/ and figures/; written to
+    out_dir only when all three exist."""
     import nbformat
 
     from .data import check_datasets
@@ -316,25 +347,32 @@ def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTP
     from .submission import assemble
     # Everything the cells will need is validated before any of them runs: the students (their
     # IDs name the files; warnings printed once), the Q3 figures the report shows (the only data it
-    # reads), and the task notebooks (stale ones are refused unless allowed).
+    # reads), and every result (stale ones are refused unless allowed).
     people = check_students()
     stem = output_stem()
     check_datasets(["figures"], decode=False)
-    notebook = assemble(people, f"{stem}.pdf", allow_stale=allow_stale)
-    stale = [t for t, m in notebook.metadata["hw2"]["tasks"].items() if m["status"] != "fresh"]
-    if stale:
-        print(f"render: STALE, rendered anyway (--allow-stale): {', '.join(stale)}", file=sys.stderr)
-        os.environ["HW2_STALE"] = ",".join(stale)      # the report's kernel inherits it; the PDF says so
     use_quarto = engine == "quarto" or (engine == "auto" and quarto_bin())
     if engine == "quarto" and not quarto_bin():
         raise UserError("quarto not found on PATH or in the venv (pip install quarto-cli needs GitHub access)")
-    if not use_quarto:
-        print("render: Quarto not found (quarto on PATH or `pip install quarto-cli`); "
-              "rendering the PDF with the fallback renderer (jupytext + nbclient + pandoc)", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hw2-render-") as tmp:
-        build = Path(tmp)
-        pdf = quarto_render(stem, build) if use_quarto else fallback_render(stem, build)
+        base = snapshot(Path(tmp) / "snapshot")
+        stale = check_snapshot(base, allow_stale)
+        notebook = assemble(people, f"{stem}.pdf", base=base, allow_stale=allow_stale)
+        if not use_quarto:
+            print("render: Quarto not found (quarto on PATH or `pip install quarto-cli`); "
+                  "rendering the PDF with the fallback renderer (jupytext + nbclient + pandoc)", file=sys.stderr)
+        build = Path(tmp) / "build"
+        build.mkdir()
+        # the report's kernel (ours or Quarto's) inherits these: it reads the snapshot, and says
+        # in the PDF which results were stale
+        saved = {k: os.environ.get(k) for k in ("HW2_SNAPSHOT", "HW2_STALE")}
+        os.environ.update(HW2_SNAPSHOT=str(base), HW2_STALE=",".join(stale))
+        try:
+            pdf = quarto_render(stem, build) if use_quarto else fallback_render(stem, build)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
         ipynb = build / f"{stem}.ipynb"
         nbformat.write(notebook, str(ipynb))
         zpath = build / f"{stem}.zip"
@@ -353,12 +391,14 @@ def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTP
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m hw2.render", description=__doc__.split("\n")[0])
     p.add_argument("--engine", choices=["auto", "quarto", "fallback"], default="auto")
-    p.add_argument("--allow-stale", action="store_true", help="render even with stale results (said in the PDF)")
+    p.add_argument("--allow-stale", nargs="?", const="1", default="", metavar="YES|NO",
+                   help="render even with stale results, said in the PDF (1/true/yes; 0/false/no)")
     p.add_argument("--out-dir", type=Path, default=OUTPUT)
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        files = render(args.engine, args.allow_stale, args.out_dir)
+        from .pipeline import yes_no
+        files = render(args.engine, yes_no(args.allow_stale), args.out_dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

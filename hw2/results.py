@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
-from .paths import FIGURES, RESULTS, ROOT
+from .paths import CACHE, FIGURES, RESULTS, ROOT
 
 
 def canonical_json(obj) -> str:
@@ -87,39 +87,84 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def result_path(name: str, out_dir: str | Path | None = None) -> Path:
-    return (Path(out_dir) / "results" if out_dir else RESULTS) / f"{name}.json"
+# --- where a result lives ------------------------------------------------------------------------
+# A run writes into a base folder holding results/ and figures/: the project root for a full run,
+# a scratch folder under .cache/runs/ for any other profile, or --out DIR.
+def result_path(name: str, base: str | Path | None = None) -> Path:
+    return Path(base or ROOT) / "results" / f"{name}.json"
 
 
-def figures_dir(out_dir: str | Path | None = None) -> Path:
-    return Path(out_dir) / "figures" if out_dir else FIGURES
+def figures_dir(base: str | Path | None = None) -> Path:
+    return Path(base or ROOT) / "figures"
+
+
+def scratch_base(name: str, profile: str) -> Path:
+    return CACHE / "runs" / f"{name}-{profile}"
+
+
+def output_base(name: str, profile: str, out: str | Path | None, flag: str = "--out") -> Path:
+    """Where a run writes. Only a full run writes the committed results/ and figures/; any other
+    profile without --out goes to a scratch folder under .cache/runs/. Checked before any compute."""
+    if out is None:
+        return ROOT if profile == "full" else scratch_base(name, profile)
+    if str(out).strip() == "":
+        raise UserError(f"{flag}: empty path (give a folder, or leave {flag} out)")
+    base = Path(out).expanduser().resolve()
+    for committed in (RESULTS, FIGURES):
+        if base == committed or base.is_relative_to(committed):
+            raise UserError(f"{flag} {out}: inside the committed {committed.name}/ folder; "
+                            f"{flag} DIR writes DIR/results/ and DIR/figures/")
+    if base == ROOT and profile != "full":
+        raise UserError(f"{flag} {out}: the project root holds the committed results; only a full "
+                        f"run writes there (this is the '{profile}' profile)")
+    return base
+
+
+def producer_source(name: str) -> Path:
+    """The one file whose code produces results/<name>.json: a derivation script or a task notebook."""
+    for kind in ("derivations", "experiments"):
+        path = ROOT / kind / f"{name}.py"
+        if path.exists():
+            return path
+    raise UserError(f"results/{name}.json: no producer derivations/{name}.py or experiments/{name}.py")
+
+
+def producers() -> list[str]:
+    return sorted(p.stem for kind in ("derivations", "experiments") for p in (ROOT / kind).glob("*.py")
+                  if not p.stem.startswith("_"))
+
+
+# --- writing -------------------------------------------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def payload_digest(record: dict) -> str:
+    """sha256 of everything in a record but the digest itself: any edit of the payload changes it."""
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "digest"}).encode()).hexdigest()
 
 
 def write_result(name: str, *, profile: str, config: dict, metrics: dict, started: str,
-                 wall_seconds: float, seed=None, device: str | None = "cpu",
-                 source: str | Path | None = None, out_dir=None, extra: dict | None = None,
-                 code_at_start: tuple[str | None, str] | None = None, figures: list[str] | None = None) -> Path:
-    """code_at_start: (source hash, git commit) taken when the run began, so that code edited while
-    a long run is going is not credited to it; without it they are read now."""
-    digest, commit = code_at_start or (source_hash(source) if source else None, None)
-    record = {
-        "name": name,
-        "profile": profile,
-        "config": config,
-        "config_hash": config_hash(config),
-        "source_hash": digest,
-        "metrics": metrics,
-        "environment": environment(seed, device, commit),
-        "started": started,
-        "finished": now(),
-        "wall_seconds": round(wall_seconds, 3),
-    }
-    if figures:
-        record["figures"] = figures   # the suffixes of figures/<name>_<suffix>.{pdf,png} the run saved
+                 wall_seconds: float, source_hash: str | None, environment: dict, base=None,
+                 files: list[str | Path] = (), extra: dict | None = None, **more) -> Path:
+    """The one way a result is written: results/<name>.json under base, with the digest of each file
+    the run made (figures, the executed notebook: paths relative to base) and of its own payload.
+    `source_hash` is taken when the run began, so code edited during a long run is not credited
+    to it. `more`: producer-specific fields (run_id, parameters)."""
+    base = Path(base or ROOT)
+    record = {"name": name, "profile": profile, "config": config, "config_hash": config_hash(config),
+              "source_hash": source_hash, **more, "metrics": metrics, "environment": environment,
+              "started": started, "finished": now(), "wall_seconds": round(wall_seconds, 3)}
     if extra:
         record["extra"] = extra
-    text = json.dumps(record, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-    return atomic_write_text(result_path(name, out_dir), text + "\n")
+    record["files"] = {Path(f).resolve().relative_to(base.resolve()).as_posix(): file_digest(f) for f in sorted(files)}
+    try:
+        # through JSON first, so the digest is of exactly what a reader will load
+        record = json.loads(json.dumps(record, default=_json_default, allow_nan=False))
+    except ValueError:
+        raise UserError(f"{name}: the results hold NaN or infinity where a number belongs") from None
+    record["digest"] = payload_digest(record)
+    return atomic_write_text(result_path(name, base), json.dumps(record, indent=2) + "\n")
 
 
 def _json_default(obj):
@@ -131,36 +176,65 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-REQUIRED_KEYS = ("name", "profile", "config", "config_hash", "metrics", "environment",
-                 "started", "finished", "wall_seconds")
+# --- reading -------------------------------------------------------------------------------------
+FIELDS = {"name": str, "profile": str, "config": dict, "source_hash": str, "metrics": dict,
+          "environment": dict, "started": str, "finished": str, "wall_seconds": (int, float),
+          "files": dict, "digest": str}
 
 
-def load_result(name: str, results_dir: str | Path | None = None) -> dict:
-    path = Path(results_dir or RESULTS) / f"{name}.json"
+def load_result(name: str, base: str | Path | None = None) -> dict:
+    """results/<name>.json under base, parsed and its fields' types checked: one line otherwise."""
+    path = result_path(name, base)
+    shown = path.relative_to(Path(base or ROOT))       # results/<name>.json, wherever its base is
     if not path.exists():
-        raise UserError(f"{path}: missing result (run `python -m <experiments|derivations>.{name}`)")
+        raise UserError(f"{shown}: missing result (run `python -m <derivations|experiments>.{name}`)")
     try:
         record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{shown}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing:
-        raise UserError(f"{path}: result lacks keys {', '.join(missing)}")
+        raise UserError(f"{shown}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{shown}: a result is a JSON object, not {type(record).__name__}")
+    for key, kind in FIELDS.items():
+        if key not in record:
+            raise UserError(f"{shown}: key '{key}' missing")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise UserError(f"{shown}: key '{key}' is {type(record[key]).__name__}, not "
+                            f"{getattr(kind, '__name__', 'a number')}")
     return record
 
 
-def freshness(name: str, full_config: dict, source: str | Path | None = None,
-              results_dir: str | Path | None = None) -> tuple[str, str]:
-    """('fresh'|'stale'|'missing', reason). Stale: not the full profile, or its config changed."""
-    path = Path(results_dir or RESULTS) / f"{name}.json"
+# --- the one freshness rule ----------------------------------------------------------------------
+def freshness(name: str, base: str | Path | None = None, producer: str | Path | None = None) -> tuple[str, str]:
+    """('fresh'|'stale'|'missing', reason) of results/<name>.json under base (default: the project).
+
+    Fresh only if all hold: the producer's source today has the hash the run recorded; the profile
+    is full; its checks passed; the payload is unedited (its digest); every file it made is there,
+    unedited (their digests). Every producer and reader asks this one question."""
+    base = Path(base or ROOT)
+    path = result_path(name, base)
+    shown = path.relative_to(base)
     if not path.exists():
-        return "missing", f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} does not exist"
+        return "missing", f"{shown} does not exist: run `python -m <derivations|experiments>.{name}`"
     try:
-        record = load_result(name, results_dir)
+        record = load_result(name, base)
     except UserError as e:
         return "stale", str(e)
+    source = Path(producer) if producer else producer_source(name)
+    if record["digest"] != payload_digest(record):
+        return "stale", f"{shown}: payload edited after the run (its digest does not match)"
     if record["profile"] != "full":
-        return "stale", f"{name}: committed result is the '{record['profile']}' profile, not 'full'"
-    if record["config_hash"] != config_hash(full_config):
-        return "stale", f"{name}: config changed since the run (hash {record['config_hash']} != {config_hash(full_config)})"
+        return "stale", f"{shown}: the '{record['profile']}' profile, not 'full'"
+    if record["source_hash"] != source_hash(source):
+        return "stale", (f"{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} changed "
+                         f"since the run (hash {record['source_hash']} != {source_hash(source)})")
+    if record["metrics"].get("all_checks_passed", True) is not True:
+        return "stale", f"{shown}: its checks did not all pass"
+    for rel, digest in record["files"].items():
+        f = base / rel
+        if not f.is_file():
+            return "stale", f"{rel}, made by the run of {shown}, is missing"
+        if file_digest(f) != digest:
+            return "stale", f"{rel} changed after the run of {shown} (its digest does not match)"
     return "fresh", ""

@@ -4,9 +4,9 @@
                                       + one Markdown cell: the theory answers are in the PDF
                                       + results/task1_init.ipynb, task2_magic_mlp.ipynb, task3_imagenette_cnn.ipynb
 
-Each task notebook is the record of one execution of experiments/<task>.py (see hw2.tasks). Like
-Quarto's freeze, a task notebook whose source changed since it ran is stale, and assembling refuses
-it unless stale results are explicitly allowed. The cells are kept as they ran, outputs and
+Each task notebook is the record of one execution of experiments/<task>.py (see hw2.tasks). A task
+whose result is not fresh (hw2.results.freshness: its source changed, its files were edited, ...) is
+refused unless stale results are explicitly allowed. The cells are kept as they ran, outputs and
 execution counts included; only presentation changes: headings move one level down (the tasks sit
 under "Part 2"), and Quarto's `#|` cell-option comments are dropped.
 """
@@ -17,8 +17,8 @@ import re
 import nbformat
 
 from .errors import UserError
-from .paths import RESULTS
-from .tasks import freshness
+from .paths import ROOT
+from .results import freshness
 
 TASKS = ["task1_init", "task2_magic_mlp", "task3_imagenette_cnn"]
 KEEP_TAGS = {"parameters", "injected-parameters"}
@@ -55,13 +55,14 @@ def clean_cell(cell):
     return cell
 
 
-def task_cells(name: str, results_dir=None, allow_stale: bool = False) -> tuple[list, dict]:
-    results_dir = results_dir or RESULTS
-    status, reason = freshness(name, results_dir)
+def task_cells(name: str, base=None, allow_stale: bool = False) -> tuple[list, dict]:
+    """The cells of results/<name>.ipynb under base (the render's snapshot), if fresh."""
+    base = base or ROOT
+    status, reason = freshness(name, base)
     if status == "missing" or (status == "stale" and not allow_stale):
         raise UserError(f"{name}: {reason}" + ("" if status == "missing" else
                         " (run it again, or `make report ALLOW_STALE=1`)"))
-    path = results_dir / f"{name}.ipynb"
+    path = base / "results" / f"{name}.ipynb"
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as e:   # nbformat raises several types for a broken file
@@ -69,7 +70,7 @@ def task_cells(name: str, results_dir=None, allow_stale: bool = False) -> tuple[
     return [clean_cell(c) for c in nb.cells], {**nb.metadata.get("hw2", {}), "status": status}
 
 
-def assemble(students: list[dict], pdf_name: str, results_dir=None, allow_stale: bool = False):
+def assemble(students: list[dict], pdf_name: str, base=None, allow_stale: bool = False):
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}, "hw2": {"tasks": {}}}
@@ -77,7 +78,7 @@ def assemble(students: list[dict], pdf_name: str, results_dir=None, allow_stale:
                 nbformat.v4.new_markdown_cell(intro_markdown(pdf_name)),
                 nbformat.v4.new_markdown_cell("# Part 2 - Code Assignments")]
     for name in TASKS:
-        cells, meta = task_cells(name, results_dir, allow_stale)
+        cells, meta = task_cells(name, base, allow_stale)
         nb.cells += cells
         nb.metadata["hw2"]["tasks"][name] = {k: meta.get(k) for k in ("run_id", "source_hash", "status")}
     nbformat.validate(nb)

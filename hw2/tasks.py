@@ -11,8 +11,11 @@ defaults in a cell right after that one (as papermill does), and executes the no
 nbclient. It keeps three things, moved into place only after every cell ran without an error:
 
     results/<name>.ipynb                the executed notebook, which the submission is assembled from
-    results/<name>.json                 what the notebook saved, wrapped with provenance
+    results/<name>.json                 what the notebook saved, wrapped with provenance (results.write_result)
     figures/<name>_<what>.{png,pdf}     the figures it saved
+
+Only a full run writes the project's results/ and figures/; another profile without --out writes
+.cache/runs/<name>-<profile>/.
 
 The kernel runs in a scratch folder whose `data/` and `.cache/` are links to the datasets and to
 the project's cache, so the notebook sees the relative paths a student's notebook would see, and
@@ -35,8 +38,9 @@ import uuid
 from pathlib import Path
 
 from .errors import UserError
-from .paths import CACHE, FIGURES, RESULTS, ROOT
-from .results import atomic_write_bytes, atomic_write_text, config_hash, environment, now, source_hash
+from .paths import CACHE, ROOT
+from .results import (atomic_write_bytes, atomic_write_text, environment, git_commit, now, output_base,
+                      source_hash, write_result)
 
 # The datasets each task reads, validated before any cell runs and linked into the kernel's data/.
 TASK_DATA = {"task1_init": [], "task2_magic_mlp": ["magic"], "task3_imagenette_cnn": ["imagenette"]}
@@ -119,9 +123,9 @@ def build_parser(name: str, params: dict) -> argparse.ArgumentParser:
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif key == "out_dir":
-            p.add_argument(flag, type=Path, metavar="DIR", **{**kw, "help": (
-                "write DIR/results/ and DIR/figures/ (and keep caches in DIR/work/) "
-                "instead of the project's")})
+            p.add_argument(flag, metavar="DIR", **{**kw, "help": (
+                "write DIR/results/ and DIR/figures/ (and keep caches in DIR/work/); without it a "
+                "full run writes the project's, any other profile a scratch folder under .cache/runs/")})
         else:
             typ = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else str
             p.add_argument(flag, type=typ, choices=CHOICES.get(key), **kw)
@@ -306,22 +310,25 @@ def run_task(source: str | Path, argv=None) -> int:
     t_start = time.perf_counter()
     try:
         digest_at_start = source_hash(path)        # what runs, not what is on disk at the end
-        commit_at_start = environment(device="none")["git_commit"]
+        commit_at_start = git_commit()
         nb = read_source(path)
         index, params = parameters_cell(nb, path)
         args = build_parser(name, params).parse_args(argv)
-        chosen = {k: parse_none(v) for k, v in vars(args).items() if k in params}
-        out = chosen.pop("out_dir", None)
-        out = Path(out).resolve() if out else None
-        results_dir, figures_dir = (out / "results", out / "figures") if out else (RESULTS, FIGURES)
-        cache_dir = (out / "work" / ".cache") if out else CACHE
+        chosen = {k: parse_none(v) for k, v in vars(args).items() if k in params and k != "out_dir"}
+        profile = chosen.get("profile", params.get("profile", ("full",))[0])
+        out = vars(args).get("out_dir")
+        base = output_base(name, profile, out)
+        cache_dir = (base / "work" / ".cache") if out is not None else CACHE
+        found = check_data(TASK_DATA.get(name, []))
+        results_dir, figures_dir = base / "results", base / "figures"
         for folder in (results_dir, figures_dir, cache_dir):
             check_writable(folder)
-        found = check_data(TASK_DATA.get(name, []))
-        profile = chosen.get("profile", params.get("profile", ("full",))[0])
+        if out is None and base != ROOT and not args.until:
+            print(f"{name}: the {profile} profile writes {base.relative_to(ROOT)}/ "
+                  f"(only a full run writes results/ and figures/)", file=sys.stderr)
         with OutputLock(results_dir, name):
-            return _run(nb, index, params, chosen, args, path, name, profile, results_dir, figures_dir,
-                        cache_dir, found, digest_at_start, commit_at_start, t_start)
+            return _run(nb, index, params, chosen, args, path, name, profile, base, cache_dir,
+                        found, digest_at_start, commit_at_start, t_start)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -330,9 +337,10 @@ def run_task(source: str | Path, argv=None) -> int:
         return 130
 
 
-def _run(nb, index, params, chosen, args, path, name, profile, results_dir, figures_dir, cache_dir,
+def _run(nb, index, params, chosen, args, path, name, profile, base, cache_dir,
          found, digest_at_start, commit_at_start, t_start) -> int:
     import nbformat
+    results_dir, figures_dir = base / "results", base / "figures"
     injected = {k: v for k, v in chosen.items() if v != params[k][0]}
     inject(nb, index, injected)
     if args.until:
@@ -364,56 +372,26 @@ def _run(nb, index, params, chosen, args, path, name, profile, results_dir, figu
             payload = json.loads(saved.read_text())
         except ValueError as e:
             raise UserError(f"{saved.name}: the notebook saved invalid JSON ({e})") from None
-        metrics, config = payload.get("metrics"), payload.get("config")
-        if not isinstance(metrics, dict) or not isinstance(config, dict):
+        if not isinstance(payload, dict) or not isinstance(payload.get("metrics"), dict) \
+                or not isinstance(payload.get("config"), dict):
             raise UserError(f"{path}: the saved results lack `metrics` or `config`")
-        finished = now()
         nb.metadata["hw2"] = {"task": name, "source_hash": digest_at_start, "run_id": run_id,
-                              "profile": profile, "started": started, "finished": finished}
+                              "profile": profile, "started": started, "finished": now()}
         title_to_heading(nb)
-        record = {
-            "name": name, "profile": profile, "config": config, "config_hash": config_hash(config),
-            "source_hash": digest_at_start, "run_id": run_id, "parameters": {**{k: v[0] for k, v in params.items()
-                                                                                 if k not in RUNNER_ONLY | {"out_dir"}}, **injected},
-            "metrics": metrics,
-            "environment": {**environment(device="none", commit=commit_at_start), **payload.get("environment", {})},
-            "started": started, "finished": finished, "wall_seconds": round(wall, 3),
-        }
-        if payload.get("extra"):
-            record["extra"] = payload["extra"]
-        try:
-            text = json.dumps(record, indent=2, allow_nan=False) + "\n"
-        except ValueError:
-            raise UserError(f"{path}: the notebook saved NaN or infinity where a number belongs") from None
-        # everything made: move it into place, the JSON last (it is what marks a run complete)
+        # everything made: move it into place, the JSON last (it is what marks a run complete, and
+        # it carries the digest of every file before it)
+        made = []
         for fig in sorted((work / "figures").glob(f"{name}_*")) if (work / "figures").exists() else []:
-            atomic_write_bytes(figures_dir / fig.name, fig.read_bytes())
-        atomic_write_text(results_dir / f"{name}.ipynb", nbformat.writes(nb) + "\n")
-        atomic_write_text(results_dir / f"{name}.json", text)
-    ok = metrics.get("all_checks_passed", True)
-    print(f"{name}: wrote {results_dir / (name + '.json')}, {name}.ipynb and figures in {wall:.0f} s"
+            made.append(atomic_write_bytes(figures_dir / fig.name, fig.read_bytes()))
+        made.append(atomic_write_text(results_dir / f"{name}.ipynb", nbformat.writes(nb) + "\n"))
+        defaults = {k: v[0] for k, v in params.items() if k not in RUNNER_ONLY | {"out_dir"}}
+        write_result(name, profile=profile, config=payload["config"], metrics=payload["metrics"],
+                     started=started, wall_seconds=wall, source_hash=digest_at_start,
+                     environment={**environment(device="none", commit=commit_at_start), **payload.get("environment", {})},
+                     base=base, files=made, extra=payload.get("extra") or None,
+                     run_id=run_id, parameters={**defaults, **injected})
+    ok = payload["metrics"].get("all_checks_passed", True)
+    shown = results_dir.relative_to(ROOT) if results_dir.is_relative_to(ROOT) else results_dir
+    print(f"{name}: wrote {shown / (name + '.json')}, {name}.ipynb and figures in {wall:.0f} s"
           + ("" if ok else " -- SOME CHECKS FAILED"), file=sys.stderr)
     return 0 if ok else 1
-
-
-# --- staleness (like Quarto's freeze) --------------------------------------------------------------
-def freshness(name: str, results_dir: Path | None = None) -> tuple[str, str]:
-    """('fresh'|'stale'|'missing', reason) of a task's committed execution."""
-    results_dir = Path(results_dir or RESULTS)
-    src = ROOT / "experiments" / f"{name}.py"
-    js, ipynb = results_dir / f"{name}.json", results_dir / f"{name}.ipynb"
-    for f in (js, ipynb):
-        if not f.exists():
-            return "missing", f"{f.name} does not exist: run `python -m experiments.{name} --profile full`"
-    try:
-        record = json.loads(js.read_text())
-        meta = json.loads(ipynb.read_text()).get("metadata", {}).get("hw2", {})
-    except ValueError as e:
-        return "stale", f"{js.name} or {ipynb.name} is not valid JSON ({e})"
-    if record.get("profile") != "full":
-        return "stale", f"{js.name} is the '{record.get('profile')}' profile, not 'full'"
-    if record.get("run_id") != meta.get("run_id"):
-        return "stale", f"{js.name} and {ipynb.name} come from different executions"
-    if record.get("source_hash") != source_hash(src):
-        return "stale", f"experiments/{name}.py changed since its execution (hash {record.get('source_hash')} != {source_hash(src)})"
-    return "fresh", ""

@@ -262,7 +262,7 @@ def test_empty_class_folder_is_named_before_compute(tmp_path, split):
     err = assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), empty, "class folder is empty")
     assert "images, expected" not in err              # named, not reported as a count
     with pytest.raises(DataError, match="class folder is empty"):
-        data.imagenette_files(tmp_path, split)       # what the caches and the trainings list
+        data._split_listing(base / split)             # what every listing goes through
 
 
 def test_unknown_extra_class_folder_is_named(tmp_path):

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.q3_double_descent import critical_point
+from derivations.q3_double_descent import critical_point
 
 
 def test_finder_finds_a_known_peak():
@@ -46,8 +46,8 @@ def test_finder_is_not_fooled_by_the_argmax_of_the_whole_curve():
 
 
 def test_smoke_profile(tmp_path, root):
-    proc = subprocess.run([sys.executable, "-m", "experiments.q3_double_descent", "--profile", "smoke",
-                           "--device", "cpu", "--out", str(tmp_path)], cwd=root,
+    proc = subprocess.run([sys.executable, "-m", "derivations.q3_double_descent", "--profile", "smoke",
+                           "--out", str(tmp_path)], cwd=root,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     m = json.loads((tmp_path / "results" / "q3_double_descent.json").read_text())["metrics"]
@@ -67,7 +67,7 @@ def test_smoke_profile(tmp_path, root):
 
 def test_two_scale_closed_form_is_gradient_descent():
     # the closed-form iterate must equal explicit full-batch GD, and differ from a wrong step count
-    from experiments.q3_double_descent import gd_closed_form, gd_explicit
+    from derivations.q3_double_descent import gd_closed_form, gd_explicit
     rng = np.random.default_rng(0)
     F = np.c_[rng.standard_normal((40, 15)), 1e-3 * rng.standard_normal((40, 3))]
     y = np.sign(rng.standard_normal(40))

@@ -27,18 +27,20 @@ PROFILES = {"smoke": {"a": 1}, "full": {"a": 2}}
 
 def call(tmp_path, profiles=PROFILES, profile="smoke"):
     return cli.main(name="toy", profiles=profiles, run=toy_run, source=__file__,
-                    argv=["--profile", profile, "--device", "cpu", "--out", str(tmp_path)])
+                    argv=["--profile", profile, "--out", str(tmp_path)])
 
 
 def test_round_trip_schema(tmp_path):
     assert call(tmp_path) == 0
-    record = results.load_result("toy", tmp_path / "results")
-    for key in results.REQUIRED_KEYS:
+    record = results.load_result("toy", tmp_path)
+    for key in results.FIELDS:
         assert key in record
     assert record["profile"] == "smoke" and record["config"] == {"a": 1}
     assert record["config_hash"] == results.config_hash({"a": 1})
     assert record["metrics"]["value"] == 2 and record["environment"]["seed"] == 3
-    assert {"python", "torch", "device", "git_commit"} <= set(record["environment"])
+    assert set(record["files"]) == {"figures/toy_line.pdf", "figures/toy_line.png"}
+    assert record["digest"] == results.payload_digest(record)
+    assert {"python", "device", "git_commit"} <= set(record["environment"])
     assert (tmp_path / "figures" / "toy_line.pdf").stat().st_size > 0
     assert (tmp_path / "figures" / "toy_line.png").stat().st_size > 0
     assert not list((tmp_path / "results").glob(".*tmp"))     # no temp files left behind
@@ -47,7 +49,7 @@ def test_round_trip_schema(tmp_path):
 def test_failed_check_exits_nonzero_but_records(tmp_path):
     bad = {"smoke": {"a": -1}, "full": {"a": 2}}
     assert call(tmp_path, bad) == 1
-    assert results.load_result("toy", tmp_path / "results")["metrics"]["all_checks_passed"] is False
+    assert results.load_result("toy", tmp_path)["metrics"]["all_checks_passed"] is False
 
 
 def test_error_leaves_no_partial_output(tmp_path, capsys):
@@ -76,48 +78,72 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
 
 def test_freshness(tmp_path):
-    rdir = tmp_path / "results"
-    assert results.freshness("toy", PROFILES["full"], results_dir=rdir)[0] == "missing"
+    """The one rule: missing; smoke; source changed; payload edited; a file edited or gone; fresh."""
+    assert results.freshness("toy", tmp_path, __file__)[0] == "missing"
     call(tmp_path, profile="smoke")
-    status, reason = results.freshness("toy", PROFILES["full"], results_dir=rdir)
-    assert status == "stale" and "smoke" in reason
+    state, reason = results.freshness("toy", tmp_path, __file__)
+    assert state == "stale" and "'smoke' profile" in reason
     call(tmp_path, profile="full")
-    assert results.freshness("toy", PROFILES["full"], results_dir=rdir) == ("fresh", "")
-    status, reason = results.freshness("toy", {"a": 3}, results_dir=rdir)
-    assert status == "stale" and "config changed" in reason
+    assert results.freshness("toy", tmp_path, __file__) == ("fresh", "")
+    other = tmp_path / "other_source.py"
+    other.write_text("x = 1\n")
+    state, reason = results.freshness("toy", tmp_path, other)
+    assert state == "stale" and "changed since the run" in reason
+    path = tmp_path / "results" / "toy.json"
+    good = path.read_text()
+    record = json.loads(good)
+    record["metrics"]["value"] = 1                         # edited by hand
+    path.write_text(json.dumps(record))
+    state, reason = results.freshness("toy", tmp_path, __file__)
+    assert state == "stale" and "payload edited" in reason
+    path.write_text(good)
+    png = tmp_path / "figures" / "toy_line.png"
+    png.write_bytes(png.read_bytes() + b"x")
+    state, reason = results.freshness("toy", tmp_path, __file__)
+    assert state == "stale" and "figures/toy_line.png changed" in reason
+    png.unlink()
+    state, reason = results.freshness("toy", tmp_path, __file__)
+    assert state == "stale" and "figures/toy_line.png, made by the run" in reason
+
+
+def test_failed_checks_are_not_fresh(tmp_path):
+    assert call(tmp_path, {"smoke": {"a": -1}, "full": {"a": -1}}, profile="full") == 1
+    state, reason = results.freshness("toy", tmp_path, __file__)
+    assert state == "stale" and "checks did not all pass" in reason
 
 
 def test_corrupt_result_is_one_line_error(tmp_path):
-    (tmp_path / "toy.json").write_text("{not json")
+    (tmp_path / "results").mkdir()
+    path = tmp_path / "results" / "toy.json"
+    path.write_text("{not json")
     with pytest.raises(UserError, match="toy.json: not valid JSON"):
         results.load_result("toy", tmp_path)
-    (tmp_path / "toy.json").write_text(json.dumps({"name": "toy"}))
-    with pytest.raises(UserError, match="lacks keys"):
+    path.write_text(json.dumps({"name": "toy"}))
+    with pytest.raises(UserError, match="toy.json: key 'profile' missing"):
+        results.load_result("toy", tmp_path)
+    path.write_text("[]")
+    with pytest.raises(UserError, match="toy.json: a result is a JSON object, not list"):
         results.load_result("toy", tmp_path)
 
 
-def test_committed_experiment_results_are_fresh():
+def test_committed_results_are_fresh():
     """`make report` refuses stale results; this says which, before anyone renders."""
-    stale = [f"{name}: {reason}" for name in pipeline.modules("experiments")
-             for status, reason in [pipeline.status(name)] if status != "fresh"]
+    stale = [f"{name}: {reason}" for name in results.producers()
+             for state, reason in [results.freshness(name)] if state != "fresh"]
     assert not stale, "\n".join(stale)
 
 
 def test_every_module_follows_the_interface():
-    """Derivations and Q3's reproduction run through the harness; the code tasks are notebooks
-    (tests/test_tasks.py checks those), which refuse to be imported."""
+    """Derivations (Q3's reproduction among them) run through the harness; the code tasks are
+    notebooks (tests/test_tasks.py checks those), which refuse to be imported."""
     from hw2 import tasks
+    assert set(tasks.task_sources()) == set(pipeline.modules("experiments"))
     for name in tasks.task_sources():
         with pytest.raises(ImportError, match="is a notebook"):
             __import__(f"experiments.{name}")
-    for kind in ("derivations", "experiments"):
-        for name in pipeline.modules(kind):
-            if kind == "experiments" and name in tasks.task_sources():
-                continue
-            mod = __import__(f"{kind}.{name}", fromlist=["NAME"])
-            assert mod.NAME == name and "full" in mod.PROFILES and callable(mod.run)
-            if kind == "experiments":
-                assert "smoke" in mod.PROFILES
+    for name in pipeline.modules("derivations"):
+        mod = __import__(f"derivations.{name}", fromlist=["NAME"])
+        assert mod.NAME == name and "full" in mod.PROFILES and callable(mod.run)
 
 
 def test_pipeline_check_names_stale_result(tmp_path):
@@ -131,7 +157,7 @@ def test_pipeline_check_names_stale_result(tmp_path):
 
 def test_identical_derivation_result_is_not_rewritten(tmp_path, capsys):
     def derive(profiles):
-        return cli.main(name="toy", profiles=profiles, run=toy_run, source=__file__, kind="derivation",
+        return cli.main(name="toy", profiles=profiles, run=toy_run, source=__file__,
                         argv=["--out", str(tmp_path)])
     full = {"full": {"a": 2}}
     assert derive(full) == 0
@@ -140,7 +166,7 @@ def test_identical_derivation_result_is_not_rewritten(tmp_path, capsys):
     assert derive(full) == 0 and "unchanged" in capsys.readouterr().out
     assert path.read_text() == before                      # timestamps untouched: git stays clean
     assert derive({"full": {"a": 3}}) == 0                 # a real change is written
-    assert results.load_result("toy", tmp_path / "results")["metrics"]["value"] == 6
+    assert results.load_result("toy", tmp_path)["metrics"]["value"] == 6
 
 
 def test_an_unchanged_figure_is_not_rewritten(tmp_path):
@@ -161,33 +187,18 @@ def test_an_unchanged_figure_is_not_rewritten(tmp_path):
     plt.close(fig)
 
 
-def test_make_report_skips_a_derivation_only_when_its_run_still_holds(tmp_path, monkeypatch):
-    """Like Quarto's freeze: same source, full profile, every check passed, its figures there."""
-    (tmp_path / "derivations").mkdir()
-    (tmp_path / "results").mkdir()
-    (tmp_path / "figures").mkdir()
-    source = tmp_path / "derivations" / "toy.py"
-    source.write_text("x = 1\n")
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
-    monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(pipeline, "FIGURES", tmp_path / "figures")
-    record = {"profile": "full", "source_hash": results.source_hash(source), "finished": "2026-11-27T17:17:42+00:00",
-              "metrics": {"all_checks_passed": True}, "figures": ["clt"]}
-
-    def state(**change):
-        (tmp_path / "results" / "toy.json").write_text(json.dumps({**record, **change}))
-        return pipeline.derivation_checked("toy")
-    for ext in ("pdf", "png"):
-        (tmp_path / "figures" / f"toy_clt.{ext}").write_bytes(b"%PDF")
-    assert state() == "2026-11-27"
-    assert state(profile="smoke") is None
-    assert state(metrics={"all_checks_passed": False}) is None
-    assert state(metrics={}) is None
-    assert state(source_hash="0" * 16) is None
-    (tmp_path / "figures" / "toy_clt.png").unlink()
-    assert state() is None
-    (tmp_path / "results" / "toy.json").write_text("{not json")
-    assert pipeline.derivation_checked("toy") is None
+def test_make_report_reruns_exactly_the_derivations_that_are_not_fresh(tmp_path, monkeypatch):
+    """`hw2.pipeline derivations` asks the one freshness rule, nothing else."""
+    monkeypatch.setattr(pipeline, "modules", lambda kind: ["a", "b"])
+    monkeypatch.setattr(pipeline, "freshness", lambda name: ("fresh", "") if name == "a" else ("stale", "edited"))
+    ran = []
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda cmd, cwd: ran.append(cmd[2]) or
+                        subprocess.CompletedProcess(cmd, 0))
+    assert pipeline.run_all("derivations", [], recheck=False) == 0
+    assert ran == ["derivations.b"]
+    ran.clear()
+    assert pipeline.run_all("derivations", [], recheck=True) == 0
+    assert ran == ["derivations.a", "derivations.b"]
 
 
 def test_source_hash_is_taken_when_the_run_starts(tmp_path):
@@ -200,6 +211,6 @@ def test_source_hash_is_taken_when_the_run_starts(tmp_path):
         source.write_text("v = 2\n")                    # someone edits the experiment meanwhile
         return toy_run(config, ctx)
     assert cli.main(name="toy", profiles=PROFILES, run=editing_run, source=str(source),
-                    argv=["--profile", "smoke", "--device", "cpu", "--out", str(tmp_path)]) == 0
+                    argv=["--profile", "smoke", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "results" / "toy.json").read_text())
     assert record["source_hash"] == before != results.source_hash(source)

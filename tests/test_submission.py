@@ -49,20 +49,24 @@ def test_it_stands_alone(notebook):
 
 
 def test_a_stale_task_is_refused(tmp_path, root):
+    import json
     import shutil
-    for name in submission.TASKS:
-        for ext in ("json", "ipynb"):
-            shutil.copy(root / "results" / f"{name}.{ext}", tmp_path / f"{name}.{ext}")
-    record = tmp_path / "task2_magic_mlp.json"
-    record.write_text(record.read_text().replace('"source_hash": "', '"source_hash": "0', 1))
+    from hw2 import results
+    shutil.copytree(root / "results", tmp_path / "results")
+    shutil.copytree(root / "figures", tmp_path / "figures")
+    path = tmp_path / "results" / "task3_imagenette_cnn.json"
+    record = json.loads(path.read_text())
+    record["source_hash"] = "0" * 16                       # a run of other code, its record intact
+    record["digest"] = results.payload_digest(record)
+    path.write_text(json.dumps(record))
     from hw2.errors import UserError
-    with pytest.raises(UserError, match="task2_magic_mlp: experiments/task2_magic_mlp.py changed since its execution"):
-        submission.task_cells("task2_magic_mlp", tmp_path)
-    cells, meta = submission.task_cells("task2_magic_mlp", tmp_path, allow_stale=True)
+    with pytest.raises(UserError, match="task3_imagenette_cnn: experiments/task3_imagenette_cnn.py changed since the run"):
+        submission.task_cells("task3_imagenette_cnn", tmp_path)
+    cells, meta = submission.task_cells("task3_imagenette_cnn", tmp_path, allow_stale=True)
     assert cells and meta["status"] == "stale"
-    (tmp_path / "task3_imagenette_cnn.ipynb").unlink()
-    with pytest.raises(UserError, match="task3_imagenette_cnn.ipynb does not exist"):
-        submission.task_cells("task3_imagenette_cnn", tmp_path, allow_stale=True)
+    (tmp_path / "results" / "task2_magic_mlp.json").unlink()
+    with pytest.raises(UserError, match="task2_magic_mlp.json does not exist"):
+        submission.task_cells("task2_magic_mlp", tmp_path, allow_stale=True)
 
 
 @pytest.mark.slow

@@ -68,8 +68,9 @@ def test_the_equality_check_can_fail():
 
 def tiny_tree(tmp_path, ns, per_class=2):
     """imagenette2-160/{train,val}/<wnid>/ with per_class real JPEGs copied in."""
-    from hw2.data import imagenette_files
-    real = imagenette_files(__import__("pathlib").Path(data_dir()), "val")
+    from hw2.data import IMAGENETTE_DIR, _split_listing
+    listing = _split_listing(__import__("pathlib").Path(data_dir()) / IMAGENETTE_DIR / "val")
+    real = [(p, c) for c, wnid in enumerate(ns["WNIDS"]) for p in listing[wnid]]
     root = tmp_path / "imagenette2-160"
     for split in ("train", "val"):
         for c, wnid in enumerate(ns["WNIDS"]):

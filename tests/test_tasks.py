@@ -214,23 +214,18 @@ def test_a_dying_kernel_is_one_line_and_writes_nothing(toy, tmp_path):
     assert not list((tmp_path / "o" / "results").glob("toy*"))
 
 
-def test_freshness_follows_the_source(toy, tmp_path, monkeypatch):
+def test_a_run_is_recorded_by_the_one_rule(toy, tmp_path):
+    """The record carries the digests of the notebook and figures it made; the rule then follows
+    the source (the one freshness rule is tested in full in test_results.py)."""
+    from hw2 import results
     out = tmp_path / "o"
     assert run(toy, "--out", str(out)).returncode == 0
-    monkeypatch.setattr(tasks, "ROOT", tmp_path)
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "toy.py").write_text(TOY)
-    assert tasks.freshness("toy", out / "results") == ("fresh", "")
-    (tmp_path / "experiments" / "toy.py").write_text(TOY + "\n# an edit\n")
-    state, reason = tasks.freshness("toy", out / "results")
-    assert state == "stale" and "changed since its execution" in reason
-    (tmp_path / "experiments" / "toy.py").write_text(TOY)
-    ipynb = json.loads((out / "results" / "toy.ipynb").read_text())
-    ipynb["metadata"]["hw2"]["run_id"] = "another"
-    (out / "results" / "toy.ipynb").write_text(json.dumps(ipynb))
-    assert tasks.freshness("toy", out / "results")[0] == "stale"
-    (out / "results" / "toy.ipynb").unlink()
-    assert tasks.freshness("toy", out / "results")[0] == "missing"
+    record = results.load_result("toy", out)
+    assert set(record["files"]) == {"figures/toy_line.png", "results/toy.ipynb"}
+    assert results.freshness("toy", out, toy) == ("fresh", "")
+    toy.write_text(toy.read_text() + "\n# an edit\n")
+    state, reason = results.freshness("toy", out, toy)
+    assert state == "stale" and "changed since the run" in reason
 
 
 def test_the_real_task_sources_are_recognised(root):

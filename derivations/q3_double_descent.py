@@ -595,4 +595,4 @@ def run(config, ctx):
 
 if __name__ == "__main__":
     from hw2.cli import main
-    sys.exit(main(name=NAME, profiles=PROFILES, run=run, source=__file__, kind="experiment"))
+    sys.exit(main(name=NAME, profiles=PROFILES, run=run, source=__file__))
