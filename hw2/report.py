@@ -210,7 +210,7 @@ def _font_lacking(value: str) -> str | None:
         family, locate = HEBREW_FONT if re.fullmatch(f"[{HEBREW}]", c) else LATIN_FONT
         letters = _font_letters(family, tuple(locate))
         if letters is not None and c not in letters:
-            return f"the PDF's font ({family}) has no letter {c!r} ({_char(c)})"
+            return f"the PDF's font ({family}) cannot show {c!r} ({_char(c)})"
     return None
 
 
@@ -315,7 +315,7 @@ def pdf_text(value: str) -> str:
         for k, c in enumerate(piece):
             out += f"`{STRAIGHT[c]}`{{=latex}}" if c in STRAIGHT else pandoc_text(c)
             if c in ",<>" and piece[k + 1:k + 2] == c:
-                out += "`\\/`{=latex}"
+                out += "`\\/`{=latex}"            # an italic correction: the two stay two characters
             elif c in BREAK_AFTER and k + 1 < len(piece):
                 out += "`\\allowbreak{}`{=latex}"
         return out
