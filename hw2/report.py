@@ -9,7 +9,11 @@ import base64
 import json
 import os
 import re
+import shutil
+import string
+import subprocess
 import tomllib
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -115,6 +119,15 @@ def reproducibility_rows() -> list[list[str]]:
 PLACEHOLDER_NAMES = {"Student 1", "Student 2"}        # the template's students
 PLACEHOLDER_IDS = {"123456789", "987654321"}
 STUDENT_FIELDS = ("name", "email", "id")
+EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")      # name@domain.tld: no spaces, a dot in the domain
+CAMPUS_DOMAIN = "technion.ac.il"                                 # or a subdomain: campus.technion.ac.il
+# Hebrew letters and points; a run of them (with the spaces and marks between) is set right to left.
+HEBREW = "\u0590-\u05ff\ufb1d-\ufb4f"
+RTL_RUN = re.compile(f"[{HEBREW}](?:[{HEBREW} '\".,-]*[{HEBREW}])?")
+# The fonts that typeset the students block: the templates' Latin Modern, and the Hebrew font that
+# report/preamble.tex gives \RL (keep the two in step). How to find each font's file.
+LATIN_FONT = ("Latin Modern Roman", ["kpsewhich", "lmroman10-regular.otf"])
+HEBREW_FONT = ("DejaVu Sans", ["fc-match", "--format=%{family}\n%{file}", "DejaVu Sans"])
 
 
 def students_path() -> Path:
@@ -148,10 +161,18 @@ def students() -> list[dict]:
             if not isinstance(value, str):
                 hint = ' (quote it: id = "012345678", an ID may start with 0)' if field == "id" else ""
                 raise UserError(f"{path}: {who}: field '{field}' must be a quoted string, not {value!r}{hint}")
+            control = next((c for c in value if _is_control(c)), None)
+            if control:
+                raise UserError(f"{path}: {who}: field '{field}' contains the control character {_char(control)}; "
+                                f"a field is one line of visible text")
             if not value.strip():
                 raise UserError(f"{path}: {who}: field '{field}' is empty")
-        if "@" not in person["email"] or any(c.isspace() for c in person["email"].strip()):
-            raise UserError(f"{path}: {who}: field 'email' {person['email']!r} is not an e-mail address")
+            lacking = _font_lacking(value) if field != "id" else None    # an ID gets its own message below
+            if lacking:
+                raise UserError(f"{path}: {who}: field '{field}' {value!r}: {lacking}; write it in Latin or Hebrew letters")
+        if not EMAIL.fullmatch(person["email"].strip()):
+            raise UserError(f"{path}: {who}: field 'email' {person['email']!r} is not an e-mail address "
+                            f"(name@domain, a dot in the domain, no spaces)")
         if not re.fullmatch(r"[0-9]{9}", person["id"]):
             raise UserError(f"{path}: {who}: field 'id' {person['id']!r} {_id_problem(person['id'])}; "
                             f"an ID is exactly 9 digits 0-9")
@@ -163,6 +184,45 @@ def students() -> list[dict]:
 def _who(i: int, person: dict) -> str:
     name = person.get("name")
     return f"student {i}" + (f" ({name.strip()!r})" if isinstance(name, str) and name.strip() else "")
+
+
+def _is_control(c: str) -> bool:
+    """Control and invisible format characters (a newline would end the table row, a bidi override
+    would reorder what the reader sees), line and paragraph separators, unassigned code points."""
+    return unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
+def _char(c: str) -> str:
+    name = unicodedata.name(c, "")
+    return f"U+{ord(c):04X}" + (f" {name}" if name else "")
+
+
+@lru_cache(maxsize=None)
+def _font_letters(family: str, locate: tuple) -> frozenset | None:
+    """The characters a font has glyphs for; None when its file cannot be found here (then the
+    LaTeX run itself fails or decides)."""
+    if not shutil.which(locate[0]):
+        return None
+    try:
+        from fontTools.ttLib import TTFont
+        out = subprocess.run(list(locate), capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        if family == HEBREW_FONT[0] and (len(out) != 2 or family not in out[0]):
+            return None                    # fc-match names a substitute when the font is missing
+        return frozenset(chr(c) for c in TTFont(out[-1], fontNumber=0).getBestCmap())
+    except Exception:                      # no fontTools, unreadable file: the check is skipped
+        return None
+
+
+def _font_lacking(value: str) -> str | None:
+    """What the PDF cannot show of value (a letter its font has no glyph for), or None."""
+    for c in value:
+        if c.isspace():
+            continue
+        family, locate = HEBREW_FONT if re.fullmatch(f"[{HEBREW}]", c) else LATIN_FONT
+        letters = _font_letters(family, tuple(locate))
+        if letters is not None and c not in letters:
+            return f"the PDF's font ({family}) cannot show {c!r} ({_char(c)})"
+    return None
 
 
 def _id_problem(value: str) -> str:
@@ -197,9 +257,15 @@ def students_warnings(people: list[dict] | None = None) -> list[str]:
         warnings.append(f"{path} still holds the template's placeholder students ({', '.join(placeholders)}): "
                         f"THE SUBMISSION IS NOT ATTRIBUTABLE YET. Put your names, campus e-mails and IDs there.")
     for i, p in enumerate(people, start=1):
-        if not is_placeholder(p) and not israeli_id_ok(p["id"]):
+        if is_placeholder(p):
+            continue
+        if not israeli_id_ok(p["id"]):
             warnings.append(f"{path}: {_who(i, p)}: field 'id' {p['id']!r} fails the Israeli ID check digit "
                             f"(a typo?); used as written")
+        domain = p["email"].strip().rsplit("@", 1)[1].lower()
+        if domain != CAMPUS_DOMAIN and not domain.endswith("." + CAMPUS_DOMAIN):
+            warnings.append(f"{path}: {_who(i, p)}: field 'email' {p['email']!r} is not a Technion address "
+                            f"(@{CAMPUS_DOMAIN} or a subdomain such as @campus.{CAMPUS_DOMAIN}); used as written")
     return warnings
 
 
@@ -228,9 +294,54 @@ def output_stem() -> str:
     return f"ece046211_hw2_{ids[0]}_{ids[1]}"
 
 
+def pandoc_text(value: str) -> str:
+    """value as pandoc Markdown text that renders as itself: every ASCII punctuation character is
+    backslash-escaped (pandoc reads that as the character itself), so no |, *, $, \\, @, {, ^, ~,
+    <, -- ... in a name acts as table, emphasis, math, TeX, citation, attribute or smart-dash syntax."""
+    return "".join("\\" + c if c in string.punctuation else c for c in value)
+
+
+def notebook_text(value: str) -> str:
+    """value as Markdown text for the notebook (GitHub-flavoured, as Jupyter renders it) that renders
+    as itself: the characters with a meaning there are backslash-escaped ($ is Jupyter's math); an
+    underscore inside a word is no emphasis and stays as it is (student_1@...)."""
+    out = ""
+    for k, c in enumerate(value):
+        inside_word = c == "_" and value[k - 1:k].isalnum() and value[k + 1:k + 2].isalnum()
+        out += "\\" + c if c in "\\|*_`[]<>&$~" and not inside_word else c
+    return out
+
+
+# XeTeX's TeX ligatures (tex-text.map) would still turn ' " ` into curly quotes and ,, << >> into
+# other marks; these fixed LaTeX snippets (never the field's text) keep each character as itself.
+STRAIGHT = {"'": r"\textquotesingle{}", '"': r"\textquotedbl{}", "`": r"\textasciigrave{}"}
+BREAK_AFTER = "@./\\"       # a long e-mail (or other word) may wrap there instead of covering the next column
+
+
+def pdf_text(value: str) -> str:
+    """value as pandoc Markdown text for the PDF: escaped as in pandoc_text, each run of Hebrew
+    a right-to-left span (pandoc's LaTeX writer makes it \\RL{...}, which the preamble defines)."""
+    def escape(piece):
+        out = ""
+        for k, c in enumerate(piece):
+            out += f"`{STRAIGHT[c]}`{{=latex}}" if c in STRAIGHT else pandoc_text(c)
+            if c in ",<>" and piece[k + 1:k + 2] == c:
+                out += "`\\/`{=latex}"            # an italic correction: the two stay two characters
+            elif c in BREAK_AFTER and k + 1 < len(piece):
+                out += "`\\allowbreak{}`{=latex}"
+        return out
+    out, at = "", 0
+    for run in RTL_RUN.finditer(value):
+        out += escape(value[at:run.start()]) + f"[{escape(run.group())}]{{dir=rtl}}"
+        at = run.end()
+    return out + escape(value[at:])
+
+
 def students_block():
-    rows = [[s["name"], s["email"], s["id"]] for s in students()]
-    md(table(rows, ["Name", "Campus e-mail", "ID"], "lll"))
+    """The students as a table, each field passed as text (escaped), never as Markdown or TeX."""
+    rows = [[pdf_text(s[f].strip()) for f in STUDENT_FIELDS] for s in students()]
+    # a long row wraps: then name and e-mail get 3/7 of the width each, the 9 digits 1/7
+    md(table(rows, ["Name", "Campus e-mail", "ID"], "lll", widths=[3, 3, 1]))
 
 
 def stale_note():

@@ -25,7 +25,9 @@ KEEP_TAGS = {"parameters", "injected-parameters"}
 
 
 def students_markdown(students: list[dict]) -> str:
-    rows = "\n".join(f"| {s['name']} | {s['email']} | {s['id']} |" for s in students)
+    """The students cell; each field escaped so that it renders as written (a | stays in its cell)."""
+    from .report import STUDENT_FIELDS, notebook_text
+    rows = "\n".join("| " + " | ".join(notebook_text(s[f].strip()) for f in STUDENT_FIELDS) + " |" for s in students)
     return ("# ECE 046211 Deep Learning, HW2: Multilayer NNs and Convolutional NNs\n\n"
             "## Students Information\n\n| Name | Campus e-mail | ID |\n|:--|:--|:--|\n" + rows)
 

@@ -1,8 +1,12 @@
-"""students.toml (issue 14, case 9): every problem is one line naming the student, the field and
-what is wrong, reported by the render entry point before any cell runs and before anything is written."""
+"""students.toml (issue 14, case 9; issue 19, cases 1-4): every problem is one line naming the student,
+the field and what is wrong, reported by the render entry point before any cell runs and before
+anything is written; what it holds comes out in the PDF and the notebook as written."""
+import json
 import os
+import re
 import subprocess
 import sys
+from html import unescape
 
 import pytest
 
@@ -123,3 +127,118 @@ def test_one_placeholder_student_is_enough_to_warn(tmp_path, monkeypatch, name, 
     monkeypatch.setenv("HW2_STUDENTS", str(cfg))
     (w,) = report.students_warnings()
     assert "student 1" in w and "NOT ATTRIBUTABLE" in w
+
+
+# --- issue 19, cases 1-4: what the PDF and the notebook show is what students.toml says ------------
+def toml_string(value):
+    """A TOML basic string holding value exactly (JSON's escapes are TOML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def students_file(tmp_path, *people):
+    """students.toml of (name, email, id) triples, any characters in them."""
+    cfg = tmp_path / "students.toml"
+    cfg.write_text(toml(*({"name": toml_string(n), "email": toml_string(e), "id": toml_string(i)} for n, e, i in people)))
+    return cfg
+
+
+def students_pdf_columns(tmp_path, monkeypatch, cfg) -> list[str]:
+    """The students block of report/hw2.qmd rendered alone, through the fallback renderer's own
+    steps (its cell executed in a kernel, the Markdown of its output, pandoc + xelatex with the
+    report's preamble). Returns the text of each of the table's columns (Name, Campus e-mail, ID),
+    its two cells one after the other, without whitespace (a long cell wraps) and without the marks
+    pdftotext puts around right-to-left runs. A cell running into the next column spoils both."""
+    from hw2 import render
+    monkeypatch.setenv("HW2_STUDENTS", str(cfg))
+    cell = re.search(r"^```\{python\}\n#\| label: students\n.*?^```\n", (ROOT / "report" / "hw2.qmd").read_text(), re.S | re.M)
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "students.qmd").write_text('---\ntitle: "Students"\n---\n\n```{python}\nfrom hw2 import report as R\n```\n\n'
+                                        + cell.group())
+    meta, nb = render.read_notebook(build / "students.qmd")
+    render.execute(nb)
+    render.pandoc_pdf(render.to_markdown(nb, {}, build, render.project_defaults()), meta, build, build / "students.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(build / "students.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    lines = re.sub("[\u202a-\u202e]", "", text).splitlines()
+    head = next(k for k, ln in enumerate(lines) if ln.split() == ["Name", "Campus", "e-mail", "ID"])
+    starts = [lines[head].index(word) for word in ("Name", "Campus", "ID")]
+    rows = lines[head + 1:lines.index("", head + 1)]               # the table's lines end at the first blank one
+    return [squeeze("".join(ln[a:b] for ln in rows)) for a, b in zip(starts, starts[1:] + [None])]
+
+
+def notebook_cells(people) -> list[list[str]]:
+    """The notebook's students cell as Jupyter shows it: the text of each table row's cells."""
+    from markdown_it import MarkdownIt
+    from hw2.submission import students_markdown
+    html = MarkdownIt("commonmark").enable("table").render(students_markdown(people))
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    return [[unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in rows if "<td" in row]
+
+
+def squeeze(text):
+    """Without whitespace: a long cell wraps onto several lines of the PDF."""
+    return "".join(text.split())
+
+
+def test_hebrew_names_appear_right_to_left_in_pdf_and_notebook(tmp_path, monkeypatch):
+    """Case 1: a Hebrew name vanished from the PDF (its font has no Hebrew). Left to right, the
+    words of 'ישראל ישראלי' would come out of pdftotext swapped."""
+    people = [("ישראל ישראלי", "israel@campus.technion.ac.il", GOOD[0]), ("Dana דנה Cohen", "dana@campus.technion.ac.il", GOOD[1])]
+    columns = students_pdf_columns(tmp_path, monkeypatch, students_file(tmp_path, *people))
+    assert columns == [squeeze(a + b) for a, b in zip(*people)]
+    assert notebook_cells(report.students()) == [list(p) for p in people]
+
+
+TEX_SPECIALS = "& % $ # _ { } ~ ^ \\"
+
+
+def test_tex_and_markdown_syntax_in_fields_comes_out_as_written(tmp_path, monkeypatch):
+    """Cases 2 and 3: a | shifted the table's columns, \\input{file} printed the file, a \\ vanished.
+    Every character must come out as itself, in the PDF and in the notebook."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("THE SECRET FILE\n")
+    name1 = f"Dana \\input{{{secret}}} \\relax\\def\\x{{Y}}\\x $x^2$ \\\\ \\par {TEX_SPECIALS} | Levi"
+    email1 = f"o'brien+a&b%c$d#e_f{{g}}h~i^j\\k|l\\input{{{secret}}}@campus.technion.ac.il"
+    name2 = "Noa | *em* _u_ `c` \"q\" ''two'' ,, << >> -- --- !` ?` @fig-x <b>h</b> [l](u) {{< include x >}} &amp;"
+    people = [(name1, email1, GOOD[0]), (name2, "noa@campus.technion.ac.il", GOOD[1])]
+    columns = students_pdf_columns(tmp_path, monkeypatch, students_file(tmp_path, *people))
+    assert columns == [squeeze(a + b) for a, b in zip(*people)]       # nothing of the secret file either
+    assert notebook_cells(report.students()) == [list(p) for p in people]
+
+
+BAD_19 = [
+    (("Dana\nLevi", "dana@campus.technion.ac.il"), "student 1 ('Dana\\nLevi'): field 'name' contains the control character U+000A; a field is one line"),
+    (("Dana Levi", "dana@campus.technion.ac.il\t"), "student 1 ('Dana Levi'): field 'email' contains the control character U+0009"),
+    (("Dana \u202eiveL", "dana@campus.technion.ac.il"), "field 'name' contains the control character U+202E RIGHT-TO-LEFT OVERRIDE"),
+    (("Dana\u2028Levi", "dana@campus.technion.ac.il"), "field 'name' contains the control character U+2028 LINE SEPARATOR"),
+    (("Иван Петров", "ivan@campus.technion.ac.il"), "student 1 ('Иван Петров'): field 'name' 'Иван Петров': the PDF's font (Latin Modern Roman) cannot show 'И' (U+0418 CYRILLIC CAPITAL LETTER I); write it in Latin or Hebrew letters"),
+    (("Dana 😀", "dana@campus.technion.ac.il"), "field 'name' 'Dana 😀': the PDF's font (Latin Modern Roman) cannot show"),
+    (("Dana Levi", "dana@localhost"), "student 1 ('Dana Levi'): field 'email' 'dana@localhost' is not an e-mail address (name@domain, a dot in the domain, no spaces)"),
+    (("Dana Levi", "dana levi@campus.technion.ac.il"), "field 'email' 'dana levi@campus.technion.ac.il' is not an e-mail address"),
+    (("Dana Levi", "@campus.technion.ac.il"), "field 'email' '@campus.technion.ac.il' is not an e-mail address"),
+    (("Dana Levi", "dana@campus..ac.il"), "field 'email' 'dana@campus..ac.il' is not an e-mail address"),
+    (("Dana Levi", "dana@a@campus.technion.ac.il"), "field 'email' 'dana@a@campus.technion.ac.il' is not an e-mail address"),
+]
+
+
+@pytest.mark.parametrize("student, problem", BAD_19)
+def test_control_characters_unprintable_letters_and_bad_emails_are_one_line(tmp_path, student, problem):
+    """Cases 2 and 4: refused before any cell runs, one line naming the student and the field."""
+    cfg = students_file(tmp_path, (*student, GOOD[0]), ("Noa", "noa@campus.technion.ac.il", GOOD[1]))
+    line = error_line(render_cli(tmp_path, cfg))
+    assert line.startswith(f"error: {cfg}: student 1") and problem in line, line
+
+
+@pytest.mark.parametrize("email, warned", [("dana@campus.technion.ac.il", False), ("dana@technion.ac.il", False),
+                                           ("dana@cs.technion.ac.il", False), ("Dana@Campus.Technion.AC.IL", False),
+                                           ("dana@gmail.com", True), ("dana@nottechnion.ac.il", True),
+                                           ("dana@technion.ac.il.example.com", True)])
+def test_an_email_off_campus_is_warned_about(tmp_path, monkeypatch, email, warned):
+    """Case 4: a valid address that is not a Technion one is used, with one warning line."""
+    monkeypatch.setenv("HW2_STUDENTS", str(students_file(tmp_path, ("Dana Levi", email, GOOD[0]),
+                                                         ("Noa", "noa@campus.technion.ac.il", GOOD[1]))))
+    expected = [f"{tmp_path / 'students.toml'}: student 1 ('Dana Levi'): field 'email' {email!r} is not a Technion "
+                f"address (@technion.ac.il or a subdomain such as @campus.technion.ac.il); used as written"]
+    assert report.students_warnings() == (expected if warned else [])
