@@ -93,7 +93,7 @@ def test_unlabelled_display_before_labelled_one_is_left_alone():
 def test_students_config_names_the_files(tmp_path, monkeypatch):
     assert output_stem() == "ece046211_hw2_" + "_".join(s["id"] for s in students())
     cfg = tmp_path / "s.toml"
-    cfg.write_text('[[students]]\nname="A"\nemail="a@x"\nid="000000018"\n[[students]]\nname="B"\nemail="b@x"\nid="123456782"\n')
+    cfg.write_text('[[students]]\nname="A"\nemail="a@x.il"\nid="000000018"\n[[students]]\nname="B"\nemail="b@x.il"\nid="123456782"\n')
     monkeypatch.setenv("HW2_STUDENTS", str(cfg))
     assert output_stem() == "ece046211_hw2_000000018_123456782"
     cfg.write_text('[[students]]\nname="A"\n')
