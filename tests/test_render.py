@@ -190,6 +190,17 @@ def test_inline_values_follow_quartos_rules():
     assert render.inline_value({"outputs": []}) == "None"
 
 
+def test_check_names_render_as_written():
+    """The checks table shows each check's name as Markdown: a formula is code (`...`), so pandoc
+    reads the name back to the same text, and no '|' splits the table's cell."""
+    names = [c["check"] for p in sorted((ROOT / "results").glob("*.json"))
+             for c in json.loads(p.read_text()).get("metrics", {}).get("checks", [])]
+    assert names and not [n for n in names if "|" in n]
+    plain = subprocess.run(["pandoc", "-f", "markdown-smart", "-t", "plain", "--wrap=none"], input="\n\n".join(names),
+                           capture_output=True, text=True, check=True).stdout
+    assert plain.rstrip("\n").split("\n\n") == [n.replace("`", "") for n in names]
+
+
 def test_students_config_names_the_files(tmp_path, monkeypatch):
     assert output_stem() == "ece046211_hw2_" + "_".join(s["id"] for s in students())
     cfg = tmp_path / "s.toml"
