@@ -70,7 +70,7 @@ def check_shrinkage(n: int, rhs=shrinkage_rhs) -> dict:
     H = symmetric_matrix(n)
     lhs = (H + mu * sp.eye(n)).inv() * H - sp.eye(n)
     ok = all(is_zero(e) for e in (lhs - rhs(H, mu)))
-    return {"check": f"sympy: H_mu^-1 H - I = -mu H_mu^-1 for a general symmetric {n}x{n} H", "passed": ok}
+    return {"check": f"sympy: `H_mu^-1 H - I = -mu H_mu^-1` for a general symmetric {n}x{n} `H`", "passed": ok}
 
 
 def hint_trace_rhs(X, P):
@@ -84,8 +84,8 @@ def check_hint_trace(N: int, d: int, rhs=hint_trace_rhs) -> dict:
     XP, PXt = X * P, P * X.T
     lhs = sum((XP[i, :] * PXt[:, i])[0, 0] for i in range(N))   # sum_i row_i(X P) . col_i(P X^T)
     ok = all(sp.expand(lhs - r) == 0 for r in rhs(X, P))
-    return {"check": f"sympy: sum_i (X H_mu^-1)_i (H_mu^-1 X^T)_i = Tr[X H_mu^-2 X^T] = Tr[H_mu^-2 H], "
-                     f"symbolic X {N}x{d}", "passed": ok}
+    return {"check": f"sympy: `sum_i (X H_mu^-1)_i (H_mu^-1 X^T)_i = Tr[X H_mu^-2 X^T] = Tr[H_mu^-2 H]`, "
+                     f"symbolic `X` {N}x{d}", "passed": ok}
 
 
 def gaussian_expectation(expr, groups):
@@ -122,7 +122,7 @@ def check_expectation(N: int, d: int, rhs=expectation_rhs) -> dict:
     lhs = gaussian_expectation(risk, [(list(w), sw / d), (list(e), se)])
     cross = gaussian_expectation(2 * ((A * w).T * (B * e))[0, 0], [(list(w), sw / d), (list(e), se)])
     ok = sp.expand(lhs - rhs(A, B, sw, se, d)) == 0 and cross == 0
-    return {"check": f"sympy: E||A w + B eps||^2 = (s_w/d)Tr[A^T A] + s_e Tr[B^T B], cross term 0 (d={d}, N={N})",
+    return {"check": f"sympy: `E norm(A w + B eps)^2 = (s_w/d) Tr[A^T A] + s_e Tr[B^T B]`, cross term 0 (d={d}, N={N})",
             "passed": ok}
 
 
@@ -154,8 +154,8 @@ def check_eigen_traces(n: int, rhs=eigen_sum_rhs) -> dict:
     # the assembled risk (s_w/d) mu^2 Tr[H_mu^-2] + s_e Tr[H_mu^-2 H] in eigenvalues, against rhs
     assembled = sw / n * mu**2 * s2l + se * (s1l - mu * s2l)
     ok_rhs = is_zero(assembled - rhs(lams, mu, sw, se, n))
-    return {"check": f"sympy: Tr[H_mu^-2] = sum 1/(l_i+mu)^2, Tr[H_mu^-2 H] = sum l_i/(l_i+mu)^2 via "
-                     f"det(H+mu I) = prod(l_i+mu), general symmetric {n}x{n} H; assembled sum = claimed sum",
+    return {"check": f"sympy: `Tr[H_mu^-2] = sum 1/(l_i+mu)^2`, `Tr[H_mu^-2 H] = sum l_i/(l_i+mu)^2` via "
+                     f"`det(H+mu I) = prod(l_i+mu)`, general symmetric {n}x{n} `H`; assembled sum = claimed sum",
             "passed": bool(ok_matrix and ok_lams and ok_rhs)}
 
 
@@ -177,8 +177,8 @@ def check_rotation_2x2(rhs=eigen_sum_rhs) -> dict:
     target = sp.together(rhs([l1, l2], mu, sw, se, 2))
     diff = sp.expand(risk_num * sp.denom(target) - sp.numer(target) * det**2)
     diff = sp.rem(sp.Poly(diff, s), sp.Poly(s**2 + c**2 - 1, s))     # use c^2 + s^2 = 1
-    return {"check": "sympy: full risk (s_w/d)Tr[A^T A] + s_e Tr[H_mu^-2 H] for H = U diag(l1,l2) U^T "
-                     "(U a 2x2 rotation) equals the claimed sum",
+    return {"check": "sympy: full risk `(s_w/d) Tr[A^T A] + s_e Tr[H_mu^-2 H]` for `H = U diag(l1,l2) U^T` "
+                     "(`U` a 2x2 rotation) equals the claimed sum",
             "passed": sp.expand(diff.as_expr()) == 0}
 
 

@@ -203,8 +203,8 @@ def check_simulation(config, N, tail=stopping_tail):
     size = config["enumeration"][sim["size"]]
     p_S, rows, t = simulate(size, sim, N, tail)
     worst = max(abs(r["z"]) for r in rows)
-    return {"check": f"guess-and-check simulation ({sim['runs']} runs, N={N}): empirical P(t>T) "
-                     f"= (1-p_S)^floor(T) within {sim['z_tol']} standard errors",
+    return {"check": f"guess-and-check simulation ({sim['runs']} runs, N={N}): empirical `P(t>T) "
+                     f"= (1-p_S)^floor(T)` within {sim['z_tol']} standard errors",
             "passed": bool(worst < sim["z_tol"]), "detail": f"max |z| {worst:.2f}, p_S = {p_S:.4f}"}, p_S, rows, t
 
 
@@ -226,7 +226,7 @@ def check_bound_2(p_star, t, Ts, z_tol, lhs=math.floor, N=None):
                      "holds": bool(lhs(T) <= rhs)})
     worst = min(r["rhs"] - r["lhs"] for r in rows)
     return {"check": f"eq. (2) on the simulated stopping times{'' if N is None else f' (N={N})'}: at every T, "
-                     f"floor(T) <= log L(T)/log(1-p*), L = empirical P(t>T) - {z_tol:g} s.e., exact p*",
+                     f"`floor(T) <= log L(T)/log(1-p*)`, `L = empirical P(t>T) - {z_tol:g} s.e.`, exact `p*`",
             "passed": all(r["holds"] for r in rows), "detail": f"smallest margin {worst:.3f}"}, rows
 
 
@@ -272,9 +272,9 @@ def check_theorem1_algebra(rhs=theorem1_rhs):
     # the approximation log(1-p) ~ -p errs on the safe side: -log(1-p) - p >= 0 on (0,1)
     f = -sp.log(1 - p) - p
     ok_safe = f.subs(p, 0) == 0 and sp.simplify(sp.diff(f, p) - p / (1 - p)) == 0
-    return {"check": "sympy: T = log(1/eta)/p* gives P(t>T) <= eta; (log T + log 1/delta)/N at "
-                     "p* = q^-(d0 d1* + d1) equals the right side of (3); it decreases in p*; "
-                     "-log(1-p) >= p", "passed": bool(ok_T and ok_3 and ok_mono and ok_safe)}
+    return {"check": "sympy: `T = log(1/eta)/p*` gives `P(t>T) <= eta`; `(log T + log 1/delta)/N` at "
+                     "`p* = q^-(d0 d1* + d1)` equals the right side of (3); it decreases in `p*`; "
+                     "`-log(1-p) >= p`", "passed": bool(ok_T and ok_3 and ok_mono and ok_safe)}
 
 
 def class_bound(d0, d1, q, N, delta):
@@ -290,8 +290,8 @@ def check_bound_gap(b3=theorem1_rhs, b4=class_bound):
     gap = sp.expand_log(b4(d0, d1, q, N, delta) - three, force=True)
     claimed = d0 * (d1 - d1s) * sp.log(q) / N
     ok = sp.simplify(gap - claimed) == 0
-    return {"check": "sympy: bound (4) with |F| = q^(d0 d1 + d1) minus bound (3) without log log(1/eta) "
-                     "= d0 (d1 - d1*) log q / N (> 0 for d1* < d1, q >= 3)", "passed": bool(ok),
+    return {"check": "sympy: bound (4) with a class `F` of size `q^(d0 d1 + d1)` minus bound (3) without `log log(1/eta)` "
+                     "is `d0 (d1 - d1*) log q / N` (> 0 for `d1* < d1`, `q >= 3`)", "passed": bool(ok),
             "detail": str(sp.simplify(gap))}
 
 
@@ -316,8 +316,8 @@ def run(config, ctx=None):
     from hw2.cli import Outcome
 
     enum = [enumerate_p_star(c) for c in config["enumeration"]]
-    checks = [{"check": f"exhaustive enumeration d0={e['d0']}, d1={e['d1']}, d1*={e['d1_star']}, q={e['q']}: "
-                        f"p* >= q^-(d0 d1* + d1), and the proof's event E is counted",
+    checks = [{"check": f"exhaustive enumeration `d0={e['d0']}, d1={e['d1']}, d1*={e['d1_star']}, q={e['q']}`: "
+                        f"`p* >= q^-(d0 d1* + d1)`, and the proof's event E is counted",
                "passed": e["passed"], "detail": f"p* = {e['p_star_fraction']}, bound = {e['bound_fraction']}, "
                                                 f"ratio {e['ratio']:.2f}"} for e in enum]
     sim = config["simulation"]

@@ -112,21 +112,21 @@ def symbolic(claimed_second_moment=None, claimed_sigma=None, claimed_total=None,
     c_const = sp.simplify(g_W * m3 / m2**sp.Rational(3, 2) * claimed_edgeworth)
 
     checks = [
-        {"check": "sympy: int_0^inf u^2 N(u;0,s^2) du equals the claimed E[relu(u)^2]",
+        {"check": "sympy: `int_0^inf u^2 N(u;0,s^2) du` equals the claimed `E[relu(u)^2]`",
          "passed": sp.simplify(relu2 - claimed_second_moment) == 0,
          "detail": [str(relu2), str(claimed_second_moment)]},
-        {"check": "sympy: int_R u^2 N(u;0,s^2) du = s^2 (the normalisation the half is taken of)",
+        {"check": "sympy: `int_R u^2 N(u;0,s^2) du = s^2` (the normalisation the half is taken of)",
          "passed": sp.simplify(total - claimed_total) == 0, "detail": str(total)},
-        {"check": "sympy: 1/sqrt(d * E[relu(u)^2]) at s=1 equals the claimed sigma_l",
+        {"check": "sympy: `1/sqrt(d * E[relu(u)^2])` at `s=1` equals the claimed `sigma_l`",
          "passed": sp.simplify(sigma - claimed_sigma) == 0, "detail": [str(sigma), str(claimed_sigma)]},
-        {"check": "sympy: Laplace(b) law: E[u^2 1(u>0)] / E[u^2] = 1/2",
+        {"check": "sympy: Laplace(b) law: `E[u^2 1(u>0)] / E[u^2] = 1/2`",
          "passed": sp.simplify(laplace[2] - claimed_half) == 0, "detail": [str(x) for x in laplace]},
-        {"check": "sympy: Uniform(-c,c) law: E[u^2 1(u>0)] / E[u^2] = 1/2",
+        {"check": "sympy: Uniform(-c,c) law: `E[u^2 1(u>0)] / E[u^2] = 1/2`",
          "passed": sp.simplify(uniform[2] - claimed_half) == 0, "detail": [str(x) for x in uniform]},
         {"check": "sympy: zero-mean ASYMMETRIC law (centred exponential): the ratio is not 1/2",
          "passed": sp.simplify(skewed[2] - sp.Rational(1, 2)) != 0, "detail": [str(x) for x in skewed]},
-        {"check": "sympy: Edgeworth: int_0^inf z^2 He3 phi / 6 equals the claimed coefficient of the skewness "
-                  "in ratio - 1/2, and int_0^inf z^2 He4 phi = int_0^inf z^2 He6 phi = 0 (no 1/d term)",
+        {"check": "sympy: Edgeworth: `int_0^inf z^2 He3 phi / 6` equals the claimed coefficient of the skewness "
+                  "in `ratio - 1/2`, and `int_0^inf z^2 He4 phi = int_0^inf z^2 He6 phi = 0` (no `1/d` term)",
          "passed": sp.simplify(coef - claimed_edgeworth) == 0 and I[4] == 0 and I[6] == 0,
          "detail": [str(I[3]), str(I[4]), str(I[6]), str(claimed_edgeworth)]},
     ]
@@ -187,7 +187,7 @@ def part1(config, claimed_ratio=0.5, asymmetric_kind="centred_exponential"):
                            "passed": abs(r - 0.5) > z * se, "detail": [r, se]})
         else:
             checks.append({"check": f"Monte Carlo: symmetric {kind} weights, {k} terms (non-Gaussian u): "
-                                    f"E[relu(u)^2]/E[u^2] = claimed within {z} s.e.",
+                                    f"`E[relu(u)^2]/E[u^2]` = claimed within {z} s.e.",
                            "passed": abs(r - claimed_ratio) < z * se and abs(kurt) > 0.5,
                            "detail": [r, se, kurt]})
     return checks, values
@@ -250,9 +250,9 @@ def check_clt(rows, config, c, limit=0.5, rate=0.5):
     zsym = [(r["ratio_symmetric"] - limit) / r["se_symmetric"] for r in rows]
     return [
         {"check": f"Monte Carlo, part 2: centred-exponential (zero-mean, asymmetric) weights, widths "
-                  f">= {config['clt_check_from']}: ratio = 1/2 + c/sqrt(d) (Edgeworth, c = {c:.4f}) within {z} s.e.",
+                  f">= {config['clt_check_from']}: `ratio = 1/2 + c/sqrt(d)` (Edgeworth, `c = {c:.4f}`) within {z} s.e.",
          "passed": bool(max(abs(x) for x in zs) < z), "detail": [round(x, 2) for x in zs]},
-        {"check": f"Monte Carlo, part 2: fitted slope of log(ratio - 1/2) against log d (widths >= "
+        {"check": f"Monte Carlo, part 2: fitted slope of `log(ratio - 1/2)` against `log d` (widths >= "
                   f"{config['clt_slope_from']}) equals -1/2 within {z} s.e.",
          "passed": bool(abs(slope + rate) < z * slope_se), "detail": [slope, slope_se]},
         {"check": f"Monte Carlo, part 2: symmetric uniform weights on the same inputs: ratio = 1/2 within "
@@ -302,7 +302,7 @@ def check_deep(factors, predicted, label, config):
     se = float(np.sqrt(s2 / R + s2**2 / (2 * (R - 1))))
     z = config["z_sigmas"]
     return {"check": f"deep ReLU nets ({R} independent, {config['deep_layers']} layers, width {config['deep_width']}, "
-                     f"uniform weights) with {label}: overall factor m_L/(2 a_0) = predicted {predicted:.3g} "
+                     f"uniform weights) with {label}: overall factor `m_L/(2 a_0)` = predicted {predicted:.3g} "
                      f"(log scale, within {z} s.e. of the sampling error over the networks)",
             "passed": bool(abs(stat) < z * se), "detail": [stat, se]}, \
         {"log_ratio_to_predicted": stat, "se": se, "log_sd_per_network": float(np.sqrt(s2))}
@@ -326,7 +326,7 @@ def monte_carlo(config, claimed_ratio=0.5, claimed_sigma=None, edgeworth_c=None,
     d, L = config["deep_width"], config["deep_layers"]
     values["deep"] = {}
     for tag, (label, sig, gain) in enumerate((("the claimed sigma", claimed_sigma(d), 1.0),
-                                              ("sigma = sqrt(1/d)", np.sqrt(1 / d), halved_gain))):
+                                              ("`sigma = sqrt(1/d)`", np.sqrt(1 / d), halved_gain))):
         factors = deep_networks(config, sig, tag)
         check, v = check_deep(factors, gain ** L, label, config)
         checks.append(check)

@@ -157,7 +157,7 @@ def check_non_group(Gs, X, y, Y, Xtest, big, label):
     """A set that violates (P1) and (P3): the symmetrised predictor must then NOT be invariant."""
     props = group_properties(Gs)
     errs = check_group(Gs, X, y, Y, Xtest)
-    return {"check": f"{label} (properties 1 and 3 fail): the w1* predictor is NOT invariant",
+    return {"check": f"{label} (properties 1 and 3 fail): the `w1*` predictor is NOT invariant",
             "passed": (not props["transpose_closed"]) and errs["f_predictor_invariant"] > big,
             "detail": f"{errs['f_predictor_invariant']:.3f}"}, props, errs
 

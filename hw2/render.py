@@ -7,7 +7,7 @@ Primary path: `quarto render` (the project's _quarto.yml declares the pdf format
 when Quarto is absent: resolve `{{< include >}}`s, read the .qmd with jupytext's Rmd reader,
 execute it with nbclient, and turn the executed cells into pandoc Markdown -> PDF with the same
 LaTeX engine, honouring the cell options the report uses (`#| echo/output/include/label/fig-cap/
-tbl-cap`) and Quarto-style cross-references. The notebook is assembled from the executed task
+tbl-cap`), Quarto's inline expressions (`{python} expr`) and its cross-references. The notebook is assembled from the executed task
 notebooks (hw2.submission). Everything is built in a temporary folder and moved into _output/ only
 when all three files exist.
 """
@@ -36,6 +36,11 @@ INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}[ \t]*$", re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # $$ ... $$ {#eq-x}: the body may not contain $$, so an earlier unlabelled display is never swallowed.
 LABELLED_EQ = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$[ \t]*\{#(eq-[\w-]+)\}", re.S)
+# Quarto's inline expression (src/core/execute-inline.ts, applied line by line): `{python} expr`,
+# not preceded by a backtick (``{python} x`` is the escaped, literal form).
+INLINE = re.compile(r"(^|[^`])`\{python\}[ \t]([^`\n]+)`", re.M)
+# @fig-x, @tbl-x, @eq-x, @sec-x; not inside a word (an e-mail address) and not ending on a dot or dash.
+REF = re.compile(r"(?<![\w.@])@((?:fig|tbl|eq|sec)-[\w-]*\w)")
 
 
 # --- reading the .qmd --------------------------------------------------------------------------
@@ -109,9 +114,10 @@ def read_notebook(main: Path = MAIN):
 
 # --- cross-references --------------------------------------------------------------------------
 def number_crossrefs(nb) -> dict:
-    """fig-/tbl- labels of code cells and {#eq-...} in markdown, numbered in order of appearance."""
-    refs, counts = {}, {"fig": 0, "tbl": 0, "eq": 0}
-    names = {"fig": "Figure", "tbl": "Table", "eq": "Equation"}
+    """fig-/tbl- labels of code cells, {#eq-...} and {#sec-...} in markdown, numbered in order of
+    appearance (a section's number is LaTeX's: it is referred to by \\ref only)."""
+    refs, counts = {}, {"fig": 0, "tbl": 0, "eq": 0, "sec": 0}
+    names = {"fig": "Figure", "tbl": "Table", "eq": "Equation", "sec": "Section"}
     for cell in nb.cells:
         labels = []
         if cell.cell_type == "code":
@@ -120,6 +126,7 @@ def number_crossrefs(nb) -> dict:
                 labels.append(label)
         else:
             labels += re.findall(r"\{#(eq-[\w-]+)\}", cell.source)
+            labels += re.findall(r"^#+ .*\{[^}]*#(sec-[\w-]+)[^}]*\}[ \t]*$", cell.source, re.M)
         for label in labels:
             kind = label.split("-")[0]
             counts[kind] += 1
@@ -127,16 +134,34 @@ def number_crossrefs(nb) -> dict:
     return refs
 
 
-def replace_refs(text: str, refs: dict, latex: bool) -> str:
+def replace_refs(text: str, refs: dict) -> str:
+    """@label -> "Figure~\\ref{label}", as Quarto writes a reference for PDF. Unknown labels, and a
+    section while sections are unnumbered, are left for check_refs."""
     def sub(m):
         label = m.group(1)
-        if label not in refs:
+        if label not in refs or (label.startswith("sec-") and not pdf_format().get("number-sections")):
             return m.group(0)
-        name, n = refs[label]
-        if latex:
-            return f"{name}\\ \\ref{{{label}}}" if name != "Equation" else f"(\\ref{{{label}}})"
-        return f"{name} {n}" if name != "Equation" else f"({n})"
-    return re.sub(r"@((?:fig|tbl|eq)-[\w-]*\w)", sub, text)
+        return f"{refs[label][0]}\\ \\ref{{{label}}}"      # "\\ " is pandoc's non-breaking space
+    return REF.sub(sub, text)
+
+
+def check_refs(markdown: str, refs: dict, main: Path):
+    """A reference replace_refs left is one error line. A section reference needs numbered sections,
+    as Quarto's docs say: in a PDF without them LaTeX prints the number of whatever came last."""
+    m = REF.search(markdown)
+    if not m:
+        return
+    where, label = source_of(m.group(0), main), m.group(1)
+    if label in refs:
+        raise UserError(f"{where}: @{label} needs `number-sections: true` in _quarto.yml's pdf format; "
+                        f"with unnumbered sections link it instead: [the section's name](#{label})")
+    raise UserError(f"{where}: cross-reference @{label} names no figure, table, equation or section "
+                    f"(labels: a cell's fig-/tbl- label, {{#eq-...}} after $$, {{#sec-...}} on a heading)")
+
+
+def source_of(text: str, main: Path) -> Path:
+    """The first .qmd beside `main` (the included files) whose source contains `text`, for messages."""
+    return next((p for p in sorted(main.parent.glob("*.qmd")) if text in p.read_text()), main)
 
 
 def equations_to_latex(text: str) -> str:
@@ -147,10 +172,72 @@ def equations_to_latex(text: str) -> str:
 
 
 # --- execution ---------------------------------------------------------------------------------
-def execute(nb):
-    """Run the report's cells from the project root; a failing cell (or Ctrl-C) is one line."""
+def add_inline_cells(nb):
+    """Each inline expression becomes a hidden code cell just before its Markdown cell: it runs in
+    the report's kernel in document order, after the code cells before it, as Quarto runs it."""
+    import nbformat
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cells += [nbformat.v4.new_code_cell(m.group(2).strip(), metadata={"hw2": "inline"})
+                      for m in INLINE.finditer(cell.source)]
+        cells.append(cell)
+    nb.cells = cells
+
+
+def inline_value(cell) -> str:
+    """An expression's value as Quarto inserts it (src/core/jupyter/jupyter-inline.ts): text/markdown
+    as it is (IPython's Markdown()), text/latex as raw TeX, else text/plain, where a str loses its
+    quotes and has its Markdown characters escaped (it reads as plain text)."""
+    data = next((o["data"] for o in cell.get("outputs", []) if o.get("output_type") == "execute_result"),
+                {"text/plain": "None"})
+    if "text/markdown" in data:
+        return data["text/markdown"]
+    if "text/latex" in data:
+        return f"`{data['text/latex']}`{{=tex}}"
+    text = data.get("text/plain", "")
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].replace("\\", "\\\\")
+        text = re.sub(r"([\\`*_{}\[\]()>#+,\-.!])", r"\\\1", text)
+    return text
+
+
+def resolve_inline(nb):
+    """Put each expression's value into its Markdown cell and drop the expression cells."""
+    cells, values = [], []
+    for cell in nb.cells:
+        if cell.metadata.get("hw2") == "inline":
+            values.append(inline_value(cell))
+            continue
+        if cell.cell_type == "markdown" and values:
+            queue = iter(values)
+            # as Quarto: an empty value leaves the expression as written
+            cell.source = INLINE.sub(lambda m: m.group(1) + (next(queue) or m.group(0)[len(m.group(1)):]),
+                                     cell.source)
+            values = []
+        cells.append(cell)
+    nb.cells = cells
+
+
+def execute(nb, main: Path = MAIN):
+    """Run the report's cells from the project root; a failing cell (or Ctrl-C) is one line, and a
+    failing inline expression is named as written in its .qmd."""
     from .tasks import execute as execute_notebook
-    return execute_notebook(nb, ROOT, MAIN, echo=False)
+    add_inline_cells(nb)
+    try:
+        execute_notebook(nb, ROOT, main, echo=False)
+    except UserError:
+        failed = next((c for c in nb.cells if c.metadata.get("hw2") == "inline"
+                       and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        if failed is None:
+            raise
+        err = next(o for o in failed.outputs if o.get("output_type") == "error")
+        expr = f"`{{python}} {failed.source}`"
+        what = ANSI.sub("", (err["evalue"].strip().splitlines() or [""])[-1])
+        raise UserError(f"{source_of(failed.source, main)}: inline expression {expr} failed: "
+                        f"{err['ename']}: {what}") from None
+    resolve_inline(nb)
+    return nb
 
 
 # --- notebook -> pandoc Markdown -> PDF ----------------------------------------------------------
@@ -169,7 +256,7 @@ def to_markdown(nb, refs: dict, img_dir: Path, defaults: dict) -> str:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
             if cell.metadata.get("hw2") != "title":
-                parts.append(uncount_tables(replace_refs(equations_to_latex(cell.source), refs, latex=True)))
+                parts.append(uncount_tables(replace_refs(equations_to_latex(cell.source), refs)))
             continue
         if cell.cell_type != "code":
             continue
@@ -182,7 +269,7 @@ def to_markdown(nb, refs: dict, img_dir: Path, defaults: dict) -> str:
         if opts.get("output", True) is False:
             continue
         label = str(opts.get("label", ""))
-        caption = replace_refs(str(opts.get("fig-cap") or opts.get("tbl-cap") or ""), refs, latex=True)
+        caption = replace_refs(str(opts.get("fig-cap") or opts.get("tbl-cap") or ""), refs)
         for k, out in enumerate(cell.get("outputs", [])):
             kind = out.get("output_type")
             if kind == "stream":
@@ -197,7 +284,7 @@ def to_markdown(nb, refs: dict, img_dir: Path, defaults: dict) -> str:
                     text = data["text/markdown"]
                     if label.startswith("tbl-") and caption:
                         text = f"{text}\n\nTable: {caption} \\label{{{label}}}"
-                    parts.append(uncount_tables(replace_refs(text, refs, latex=True)))
+                    parts.append(uncount_tables(replace_refs(text, refs)))
                 elif "application/pdf" in data or "image/png" in data:
                     ext = "pdf" if "application/pdf" in data else "png"
                     path = img_dir / f"cell{i}_{k}.{ext}"
@@ -264,21 +351,22 @@ def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
     (build / "report.md").write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + markdown)
     cmd = ["pandoc", "report.md", "-o", out_pdf.name, f"--pdf-engine={latex_engine()}",
            "--from=markdown+tex_math_dollars+raw_tex+implicit_figures+link_attributes+pipe_tables",
-           "--highlight-style=tango"]
+           "--highlight-style=tango"] + (["--number-sections"] if fmt.get("number-sections") else [])
     proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise UserError(f"{build / 'report.md'}: pandoc/LaTeX failed: {tail}")
 
 
-def fallback_render(stem: str, build: Path) -> Path:
-    meta, nb = read_notebook()
+def fallback_render(stem: str, build: Path, main: Path = MAIN) -> Path:
+    meta, nb = read_notebook(main)
     refs = number_crossrefs(nb)
     t0 = time.perf_counter()
-    execute(nb)
+    execute(nb, main)
     print(f"render: executed {sum(c.cell_type == 'code' for c in nb.cells)} report cells in "
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     markdown = to_markdown(nb, refs, build, project_defaults())
+    check_refs(markdown, refs, main)
     pdf = build / f"{stem}.pdf"
     pandoc_pdf(markdown, meta, build, pdf)
     return pdf

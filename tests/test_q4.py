@@ -20,8 +20,8 @@ def test_q4_wrong_formula_is_detected():
                                      "sigma_fn": lambda n: np.sqrt(1 / n)})
     failed = [c["check"] for c in wrong.metrics["checks"] if not c["passed"]]
     assert not wrong.metrics["all_checks_passed"]
-    assert any("sympy: int_0^inf" in c for c in failed)          # the Gaussian integral
-    assert any("claimed sigma_l" in c for c in failed)           # the lecture's formula
+    assert any("sympy: `int_0^inf" in c for c in failed)         # the Gaussian integral
+    assert any("claimed `sigma_l`" in c for c in failed)          # the lecture's formula
     assert any("symmetric uniform" in c for c in failed)         # Monte Carlo, part 1
     assert any("deep ReLU net" in c for c in failed)             # the deep network
 

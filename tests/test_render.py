@@ -80,7 +80,7 @@ def test_markdown_honours_cell_options(tmp_path):
     assert "Table: T \\label{tbl-t}" in md
     assert "visible()" in md and "hidden output" not in md           # output: false
     assert "gone()" not in md                                        # include: false
-    assert "Figure\\ \\ref{fig-curve}" in md and "(\\ref{eq-e})" in md   # "\\ " is pandoc's non-breaking space
+    assert "Figure\\ \\ref{fig-curve}" in md and "Equation\\ \\ref{eq-e}" in md   # "\\ " is pandoc's non-breaking space
     assert "\\begin{equation}\\label{eq-e}a = b\\end{equation}" in md
 
 
@@ -88,6 +88,106 @@ def test_unlabelled_display_before_labelled_one_is_left_alone():
     text = "$$ a $$\n\n**Step**\n\n$$ b $$ {#eq-b}"
     out = render.equations_to_latex(text)
     assert out.startswith("$$ a $$\n\n**Step**") and "\\begin{equation}\\label{eq-b}b\\end{equation}" in out
+
+
+# A tiny report rendered through the fallback: inline expressions and cross-references as Quarto
+# documents them (quarto.org/docs/computations/inline-code.html, .../authoring/cross-references.html).
+TINY_QMD = """---
+title: Tiny
+---
+
+```{python}
+from IPython.display import Markdown
+x = 41
+name = "a_b*c"
+```
+
+The answer is `{python} x + 1`; the name is `{python} name`; this is `{python} Markdown('**bold**')`.
+Literal: ``{python} x``. See @fig-dot, @tbl-t and @eq-e, and [the methods](#sec-methods).
+
+```{python}
+x = 7
+```
+
+Now `{python} x`, after the cell that changed it.
+
+$$ a = b $$ {#eq-e}
+
+## Methods {#sec-methods}
+
+```{python}
+#| label: fig-dot
+#| fig-cap: A dot
+from IPython.display import display
+display({"image/png": "PNG"}, raw=True)
+```
+
+```{python}
+#| label: tbl-t
+#| tbl-cap: T
+Markdown("| a | b |\\n|--|--|\\n| 1 | 2 |")
+```
+"""
+
+
+def render_tiny(tmp_path, qmd: str, pdf: bool = False):
+    (tmp_path / "tiny.qmd").write_text(qmd.replace("PNG", fake_notebook().cells[2].outputs[0]["data"]["image/png"]))
+    if pdf:
+        return render.fallback_render("tiny", tmp_path, main=tmp_path / "tiny.qmd")
+    _, nb = render.read_notebook(tmp_path / "tiny.qmd")
+    refs = render.number_crossrefs(nb)
+    render.execute(nb, tmp_path / "tiny.qmd")
+    md = render.to_markdown(nb, refs, tmp_path, render.project_defaults())
+    render.check_refs(md, refs, tmp_path / "tiny.qmd")
+    return md
+
+
+@pytest.mark.slow
+def test_inline_expressions_and_references_in_a_tiny_report(tmp_path):
+    md = render_tiny(tmp_path, TINY_QMD)
+    assert "The answer is 42;" in md                          # evaluated after the cell before it
+    assert "the name is a\\_b\\*c;" in md                      # a str: no quotes, Markdown escaped
+    assert "this is **bold**." in md                          # IPython's Markdown(): Markdown
+    assert "``{python} x``" in md                             # the escaped form stays literal
+    assert "Now 7, after" in md                               # document order
+    assert "Figure\\ \\ref{fig-dot}" in md and "Table\\ \\ref{tbl-t}" in md and "Equation\\ \\ref{eq-e}" in md
+    assert "[the methods](#sec-methods)" in md and "{python}" not in md.replace("``{python} x``", "")
+    pdf = render_tiny(tmp_path, TINY_QMD, pdf=True)
+    text = " ".join(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert "The answer is 42; the name is a_b*c; this is bold." in text
+    assert "See Figure 1, Table 1 and Equation 1, and the methods." in text
+    assert "Now 7, after" in text
+
+
+@pytest.mark.slow
+def test_a_bad_inline_expression_is_one_line_naming_it(tmp_path):
+    with pytest.raises(UserError) as e:
+        render_tiny(tmp_path, "Text `{python} undefined_name + 1` here.\n\nLater `{python} 1`.\n")
+    assert str(e.value) == (f"{tmp_path / 'tiny.qmd'}: inline expression `{{python}} undefined_name + 1` failed: "
+                            f"NameError: name 'undefined_name' is not defined")
+
+
+def test_references_to_nothing_or_to_unnumbered_sections_are_one_line(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Intro {#sec-intro}\n\nSee @fig-none.")]
+    refs = render.number_crossrefs(nb)
+    assert refs == {"sec-intro": ("Section", 1)}
+    (tmp_path / "a.qmd").write_text("See @fig-none.")
+    with pytest.raises(UserError, match=r"a.qmd: cross-reference @fig-none names no figure"):
+        render.check_refs(render.replace_refs("See @fig-none.", refs), refs, tmp_path / "a.qmd")
+    with pytest.raises(UserError, match=r"@sec-intro needs `number-sections: true`.*\[the section's name\]\(#sec-intro\)"):
+        render.check_refs(render.replace_refs("See @sec-intro.", refs), refs, tmp_path / "a.qmd")
+    assert render.replace_refs("mail a@fig-x.org", refs) == "mail a@fig-x.org"     # an address, not a reference
+
+
+def test_inline_values_follow_quartos_rules():
+    def value(data):
+        return render.inline_value({"outputs": [{"output_type": "execute_result", "data": data}]})
+    assert value({"text/plain": "'12.5%'"}) == "12\\.5%"                 # quotes dropped, '.' escaped
+    assert value({"text/plain": "3"}) == "3"                             # not a str: as printed
+    assert value({"text/plain": "<Markdown>", "text/markdown": "$x_1$"}) == "$x_1$"
+    assert value({"text/plain": "x", "text/latex": "\\alpha"}) == "`\\alpha`{=tex}"
+    assert render.inline_value({"outputs": []}) == "None"
 
 
 def test_students_config_names_the_files(tmp_path, monkeypatch):
