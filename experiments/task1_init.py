@@ -171,7 +171,8 @@ for i in range(n_products):
     sq += y.pow(2).mean().item()      # (1/N) sum_j y_j^2
 mean = mean / n_products
 std = math.sqrt(sq / n_products)
-print(f"mean = {mean:.4f}, std = {std:.4f}, sqrt(number of input connections) = sqrt(512) = {math.sqrt(n_in):.4f}")
+print(f"over {n_products:,} draws: mean = {mean:.4f}, std = {std:.4f}, "
+      f"sqrt(number of input connections) = sqrt(512) = {math.sqrt(n_in):.4f}")
 print(f"relative difference of the std from sqrt(512): {std / math.sqrt(n_in) - 1:+.2%}; |mean| / std = {abs(mean) / std:.1e}")
 metrics.update(n_products=n_products, empirical_mean=mean, empirical_std=std, sqrt_fan_in=math.sqrt(n_in),
                empirical_std_rel_error=std / math.sqrt(n_in) - 1)

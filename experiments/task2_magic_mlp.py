@@ -585,6 +585,15 @@ def accuracy_gap(a, b, n):
     return diff, se, ("within noise" if abs(diff) < 2 * se else "higher" if diff > 0 else "lower")
 
 
+def settle(curves, lower_is_better):
+    """For curves over epochs (one row per seed): (best epoch of the mean curve (1-based),
+    mean over seeds of last - best, its standard error)."""
+    c = np.asarray(curves, float)
+    e = int(np.argmin(c.mean(0)) if lower_is_better else np.argmax(c.mean(0)))
+    d = c[:, -1] - c[:, e]
+    return e + 1, float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
 def gap_line(name_a, a, name_b, b, n):
     diff, se, verdict = accuracy_gap(a, b, n)
     return (f"{name_a} - {name_b}: {100 * diff:+.2f} points, standard error {100 * se:.2f} points "
@@ -617,6 +626,8 @@ final_seconds = time.perf_counter() - t0
 print(f"MLP test accuracy: {np.mean(accs):.4f} (mean of {len(accs)} seeds, sample std {np.std(accs, ddof=1):.4f})")
 print(f"ensemble of the {len(accs)} seeds (mean logit): {ensemble:.4f}")
 n_test = len(test[1])
+print(f"binomial standard error of one test accuracy, sqrt(p(1-p)/n) with n = {n_test}: "
+      f"{np.sqrt(np.mean(accs) * (1 - np.mean(accs)) / n_test):.4f}")
 print(gap_line("MLP", accs, "logistic regression", logreg_test, n_test))
 metrics.update(test_accuracies=accs, test_accuracy_mean=float(np.mean(accs)),
                test_binomial_se=float(np.sqrt(np.mean(accs) * (1 - np.mean(accs)) / n_test)),
@@ -659,14 +670,6 @@ plt.show()
 
 # %%
 #| label: task2-convergence
-def settle(curves, lower_is_better):
-    """(best epoch of the mean curve (1-based), mean of last - best over seeds, its standard error)."""
-    c = np.asarray(curves, float)
-    e = int(np.argmin(c.mean(0)) if lower_is_better else np.argmax(c.mean(0)))
-    d = c[:, -1] - c[:, e]
-    return e + 1, float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-
-
 convergence = {}
 for key, lower, unit in (("test_loss", True, ""), ("test_acc", False, " points"), ("train_loss", True, "")):
     e, d, se = settle([f[key] for f in finals], lower)
@@ -694,8 +697,9 @@ completed = [t for t in done if t.state.name == "COMPLETE"]
 near = [t for t in completed if accuracy_gap(t.value, best.value, n_val)[2] == "within noise"]
 n_parameters = sum(p.numel() for p in build_mlp(10, hp["n_layers"], hp["width"], hp["activation"], hp["dropout"]).parameters())
 print(f"architecture: 10 -> {' -> '.join([str(hp['width'])] * hp['n_layers'])} -> 1 logit, {n_parameters:,} parameters")
+val_se = np.sqrt(best.value * (1 - best.value) / n_val)
 print(f"near the best: {len(near)} of {len(completed)} completed trials (best {best.value:.4f} on {n_val} "
-      f"validation rows)")
+      f"validation rows, binomial standard error sqrt(p(1-p)/n) = {val_se:.4f})")
 evidence = {}
 for k in ["transform", "n_layers", "width", "activation", "dropout", "weight_decay", "optimizer", "lr",
           "schedule", "batch_size", "epochs"]:
@@ -720,7 +724,8 @@ ref = CONFIG["reference_trial"]["transform"]
 for kind in SPACE["transform"]:           # the controlled comparison: the reference configuration
     if kind != ref and reference_val.get(kind) is not None and reference_val.get(ref) is not None:
         print(gap_line(f"reference MLP, {ref}", reference_val[ref], kind, reference_val[kind], n_val))
-metrics.update(search_evidence=evidence, near_best_trials=len(near), n_parameters=n_parameters)
+metrics.update(search_evidence=evidence, near_best_trials=len(near), n_parameters=n_parameters,
+               best_val_binomial_se=float(val_se))
 
 # %% [markdown]
 # ### The chosen architecture and hyperparameters
