@@ -148,7 +148,8 @@ metrics.update(first_nan_loop_index=first_nan, first_nan_layer=first_nan + 1, na
 # **What happens.** The output is NaN. Each layer multiplies the scale of $x$ by about
 # $\sqrt{512}$ (the printed growth per layer; part 2 shows why), so after $l$ layers the entries are
 # of order $512^{l/2}$. That passes the float32 maximum at the layer printed above as "predicted",
-# and the printed first inf comes in that layer: some products $a_{ij}x_j$ become $\pm\infty$, and a row that sums
+# and the printed first inf comes in that layer: some products $a_{ij}x_j$ become $\pm\infty$, and a
+# row that sums
 # a $+\infty$ and a $-\infty$ gives $\infty-\infty=$ NaN. From the next layer on every entry is NaN
 # (any product with a NaN is NaN), which is what the given cell prints.
 
@@ -178,7 +179,8 @@ metrics.update(n_products=n_products, empirical_mean=mean, empirical_std=std, sq
                empirical_std_rel_error=std / math.sqrt(n_in) - 1)
 
 # %% [markdown]
-# The empirical standard deviation is $\sqrt{512}$ up to the printed relative difference: $y_i=\sum_{j=1}^{512}a_{ij}x_j$ is a sum of
+# The empirical standard deviation is $\sqrt{512}$ up to the printed relative difference:
+# $y_i=\sum_{j=1}^{512}a_{ij}x_j$ is a sum of
 # 512 independent terms with mean 0 and variance $\mathbb E[a_{ij}^2]\,\mathbb E[x_j^2]=1$, so
 # $\mathrm{Var}(y_i)=512$. (The assignment's estimator averages $y^2$ without subtracting the sample
 # mean; that is right here because the true mean is 0, and the printed $|\text{mean}|/\text{std}$ is
@@ -323,7 +325,8 @@ print(f"halving E[x^2] in each of the 100 layers predicts a std 2^-50 = {2 ** -5
 # %% [markdown]
 # The output **vanishes**. Xavier's variance $1/512$ is right for an activation that keeps the whole
 # second moment, but ReLU keeps half of it, so every layer halves $\mathbb E[x^2]$: after $l$ layers
-# the std is about $2^{-l/2}$ times its start (printed: the prediction and the measured std). The gradient flowing back
+# the std is about $2^{-l/2}$ times its start (printed: the prediction and the measured std). The
+# gradient flowing back
 # shrinks the same way, so the first layers would not learn.
 
 # %% [markdown]
@@ -364,7 +367,8 @@ metrics.update(xavier_matches_torch=same_x, kaiming_matches_torch=same_k,
 # The parts above print only the last layer. Below, every variant runs again with the std of each
 # layer's output recorded, and the gradient of $L=\langle g, x_{100}\rangle$ ($g\sim\mathcal N(0,I)$,
 # from its own generator) flowing back to the input: for seed 211 (the numbers printed above) and
-# for other seeds (a band; the tables below print how many). Beside them, the mean-field prediction of Q4's recursion: the
+# for other seeds (a band; the tables below print how many). Beside them, the mean-field prediction
+# of Q4's recursion: the
 # pre-activation $u_l$ is Gaussian by the central limit theorem, with variance
 # $v_l=n_\text{in}\sigma^2\,\mathbb E[x_{l-1}^2]$, and backwards
 # $\mathrm{Var}(\partial L/\partial x_{l-1})=n_\text{out}\sigma^2\,\mathbb E[\varphi'(u_l)^2]\,

@@ -170,6 +170,8 @@ def check_quoted_numbers_printed(nb, m):
     text = printed_text(nb)
     pts = lambda g: f"{100 * g['diff']:+.2f} points, standard error {100 * g['se']:.2f} points"
     assert f"MLP - logistic regression: {pts(m['mlp_vs_logreg'])}" in text
+    for kind, g in m["logreg_transform_gaps"].items():
+        assert f"logistic regression, {m['logreg_transform']} - {kind}: {pts(g)}" in text and g["verdict"] in text
     assert f"MLP - gradient boosting: {pts(m['mlp_vs_hgb'])}" in text
     for init, g in m["init_vs_default"].items():
         assert f"{init} - default: {pts(g)}" in text
