@@ -347,9 +347,8 @@ metrics.update(logreg_transform=logreg_transform, logreg_test_accuracy=logreg_te
 # ## 5. Torch tensors
 #
 # `TensorDataset`s of the pre-processed arrays, as in the tutorial. The training loop below slices
-# whole tensors with a shuffled index instead of iterating a `DataLoader`: the MLP is so small
-# that a `DataLoader`'s per-sample collation would cost more than its arithmetic (both give the
-# same mini-batches).
+# whole tensors with a shuffled index instead of iterating a `DataLoader`: shuffled mini-batches
+# as a `DataLoader` draws them, without collating them sample by sample.
 
 # %%
 #| label: task2-tensors
@@ -748,10 +747,10 @@ metrics.update(search_evidence=evidence, near_best_trials=len(near), n_parameter
 # | | value | why |
 # |:--|:--|:--|
 # | architecture | 10 -> 256 -> 256 -> 256 -> 256 -> 1 logit, 200,449 parameters; each hidden layer is `Linear`, activation, `Dropout` | one logit for `nn.BCEWithLogitsLoss`, the assignment's loss, which applies the sigmoid inside the loss (numerically stable) |
-# | hidden layers (n_layers) | 4 | depth is needed: one hidden layer is lower (in its 2 completed trials); 2 and 3 hidden layers are within noise, so the search cannot tell 2 to 4 apart |
+# | hidden layers (n_layers) | 4 | one hidden layer is lower (in its 2 completed trials, few); 2 and 3 hidden layers are within noise, so the search cannot tell 2 to 4 apart |
 # | width | 256 | 128 is within noise; 64 never completed a trial (pruned) |
 # | activation | gelu | ReLU, LeakyReLU and SiLU are within noise: the search cannot distinguish them |
-# | input transform | quantile (to a normal distribution), fitted on the training rows only | power is within noise and standard is lower in its one completed trial; with the same reference configuration the three transforms are within noise (the last lines above), so the search cannot tell quantile from power |
+# | input transform | quantile (to a normal distribution), fitted on the training rows only | power is within noise and standard is lower in its one completed trial; with the same reference configuration quantile is within noise of the other two (the last lines above), so the search cannot tell quantile from power |
 # | dropout | 0.157 | regularisation: after its best epoch the final trainings' test loss is worse at the last epoch while the training loss is still at its lowest (printed below the curves), i.e. the model overfits in loss; the near-best trials span 0.00141 to 0.289, so the search cannot pin the amount |
 # | weight decay | 6.03e-06 | AdamW's decoupled L2 penalty, regularisation as dropout; the near-best trials span 1.07e-06 to 0.00168: not pinned down either |
 # | optimizer | adamw | SGD with Nesterov momentum is within noise (in its 3 completed trials): not distinguished |
