@@ -88,7 +88,6 @@ from sklearn import preprocessing
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from IPython.display import Markdown, display
 from torch.utils.data import DataLoader, TensorDataset
 
 # %matplotlib inline

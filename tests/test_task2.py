@@ -20,8 +20,9 @@ TASK = "task2_magic_mlp"
 def ns():
     from hw2.data import magic_path
     threads = torch.get_num_threads()
-    out = run_cells(TASK, ["imports", "config", "task2-load", "task2-split", "task2-preprocess", "task2-tensors",
-                           "task2-model"], profile="smoke", device="cpu", data_dir=str(magic_path().parent))
+    out = run_cells(TASK, ["imports", "config", "task2-compare", "task2-load", "task2-split", "task2-preprocess",
+                           "task2-tensors", "task2-model"], profile="smoke", device="cpu",
+                    data_dir=str(magic_path().parent))
     torch.set_num_threads(threads)        # the imports cell pins one thread; the other tests want theirs
     return out
 
