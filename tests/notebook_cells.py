@@ -2,7 +2,8 @@
 
 The task sources are notebooks, not modules: importing one would execute all of it. A test names
 the cells it needs by their `#| label:`; they run in order in one namespace, after the parameters
-cell (with the test's overrides), with IPython magics left out.
+cell (with the test's overrides), with IPython magics left out. `check_install_cell` tests a task's
+install cell with fake sets of present modules.
 """
 import re
 from pathlib import Path
@@ -49,3 +50,25 @@ def printed_text(nb) -> str:
     """Everything the notebook's code cells printed (stdout and stderr), in order."""
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                    if o.get("output_type") == "stream")
+
+
+def pyproject_pins():
+    import tomllib
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {d.split("==")[0]: d for d in deps}
+
+
+def check_install_cell(task):
+    """The install cell installs exactly the pins of what is missing, nothing when all is there."""
+    ns = run_cells(task, ["install"])                       # here everything is present
+    assert ns["present"] == set(ns["REQUIREMENTS"])
+    requirements, calls = ns["REQUIREMENTS"], []
+    pins = pyproject_pins()
+    assert all(pins[spec.split("==")[0]] == spec for spec in requirements.values()), "pins differ from pyproject.toml"
+    assert ns["install_missing"](requirements, set(requirements), pip=calls.append) == [] and calls == []
+    colab = set(requirements) - {"optuna", "kornia"}        # Colab's image lacks optuna and kornia
+    missing = ns["install_missing"](requirements, colab, pip=calls.append)
+    assert calls == ([missing] if missing else []) and missing == [requirements[m] for m in requirements if m not in colab]
+    calls.clear()
+    everything = ns["install_missing"](requirements, set(), pip=calls.append)      # a bare Jupyter
+    assert calls == [everything] and sorted(everything) == sorted(requirements.values())

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from notebook_cells import printed_text, read_executed, run_cells
+from notebook_cells import check_install_cell, printed_text, read_executed, run_cells
 
 TASK = "task1_init"
 
@@ -86,6 +86,38 @@ def printed_pairs(nb):
     return re.findall(r"^(tensor\(.+?\)) (tensor\(.+?\))$", printed_text(nb), re.M)
 
 
+def test_install_cell_installs_only_what_is_missing():
+    check_install_cell(TASK)
+    assert set(run_cells(TASK, ["install"])["REQUIREMENTS"]) == {"torch", "numpy", "matplotlib"}
+
+
+def check_quoted_numbers_printed(nb, record):
+    """Every number the report's Task 1 answer quotes is a printed line of the notebook."""
+    text, metrics = printed_text(nb), record["metrics"]
+    parts = metrics["parts"]
+    assert f"seed = {record['config']['seed']};" in text
+    assert f"grows {metrics['max_abs_growth_per_layer']:.1f}-fold per layer" in text
+    assert f"at l = {metrics['predicted_overflow_layer']:.1f}" in text
+    assert f"({metrics['nan_at_first_nan']} of 512 entries NaN)" in text
+    assert f"over {metrics['n_products']:,} draws: mean = {metrics['empirical_mean']:.4f}" in text
+    assert f"{metrics['empirical_std_rel_error']:+.2%}" in text
+    assert f"{parts['normal_tanh']['mean_saturated_fraction']:.1%} on average" in text
+    assert f"a @ x: {parts['normal_tanh']['mean_preactivation_std']:.1f} on average" in text
+    assert f"= {parts['scaled_tanh']['predicted_std_one_over_sqrt_2l']:.3f} after the 100 layers" in text
+    assert f"2^-50 = {parts['xavier_relu']['predicted_ratio_2_pow_minus_50']:.1e}" in text
+    band = parts["scaled"]["band_final_std"]
+    assert f"the final std of {band['n']} other seeds" in text
+    forward = next(ln for ln in text.splitlines() if ln.startswith(parts["scaled"]["label"]))
+    assert f"{band['min']:10.3g} {band['max']:10.3g}" in forward
+    backward = text[text.index("Backward:"):].splitlines()
+    for v, q in parts.items():          # the backward table: one row per variant, by its label
+        row = next(ln for ln in backward if ln.startswith(q["label"] + " "))
+        for key in ("grad_std_input", "predicted_grad_std_input", "grad_factor_per_layer",
+                    "predicted_grad_factor_per_layer"):
+            if q[key] is not None:
+                assert f"{q[key]:10.3g}" in row, (v, key, row)
+
+
 def check_printed_equals_saved(nb, metrics):
     parts = metrics["parts"]
     pairs = printed_pairs(nb)
@@ -112,6 +144,10 @@ def test_smoke_execution_prints_what_it_saves(root, tmp_path):
     assert m["first_nan_layer"] == m["first_nan_loop_index"] + 1 == 29 and m["all_checks_passed"]
     nb = read_executed(tmp_path / "results" / f"{TASK}.ipynb")
     check_printed_equals_saved(nb, m)
+    check_quoted_numbers_printed(nb, record)
+    warnings = [o["text"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.get("name") == "stderr"]
+    assert not warnings, warnings                    # e.g. NumPy's RuntimeWarning with a site-packages path
     for suffix in ("activations", "gradients"):
         assert (tmp_path / "figures" / f"{TASK}_{suffix}.png").exists()
 
@@ -121,3 +157,4 @@ def test_committed_execution_prints_what_it_saves(root):
     record = json.loads((root / "results" / f"{TASK}.json").read_text())
     assert nb.metadata["hw2"]["run_id"] == record["run_id"] and record["profile"] == "full"
     check_printed_equals_saved(nb, record["metrics"])
+    check_quoted_numbers_printed(nb, record)

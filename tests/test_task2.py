@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from notebook_cells import printed_text, read_executed, run_cells
+from conftest import ROOT
+from notebook_cells import check_install_cell, printed_text, read_executed, run_cells
 
 TASK = "task2_magic_mlp"
 
@@ -19,8 +20,9 @@ TASK = "task2_magic_mlp"
 def ns():
     from hw2.data import magic_path
     threads = torch.get_num_threads()
-    out = run_cells(TASK, ["imports", "config", "task2-load", "task2-split", "task2-preprocess", "task2-tensors",
-                           "task2-model"], profile="smoke", device="cpu", data_dir=str(magic_path().parent))
+    out = run_cells(TASK, ["imports", "config", "task2-compare", "task2-load", "task2-split", "task2-preprocess",
+                           "task2-tensors", "task2-model"], profile="smoke", device="cpu",
+                    data_dir=str(magic_path().parent))
     torch.set_num_threads(threads)        # the imports cell pins one thread; the other tests want theirs
     return out
 
@@ -101,6 +103,95 @@ def test_training_loop_learns_and_is_seeded(ns):
     assert again["val_acc"] == hist["val_acc"]
 
 
+def test_install_cell_installs_only_what_is_missing():
+    check_install_cell(TASK)
+    assert "optuna" in run_cells(TASK, ["install"])["REQUIREMENTS"]          # what Colab lacks
+
+
+@pytest.fixture(scope="module")
+def gap():
+    return run_cells(TASK, ["imports", "task2-compare"], profile="smoke")["accuracy_gap"]
+
+
+def test_accuracy_gap_combines_seeds_and_binomial_error(gap):
+    diff, se, verdict = gap(0.92, 0.8, 100)            # se = sqrt(0.92 * 0.08 / 100 + 0.8 * 0.2 / 100)
+    assert abs(diff - 0.12) < 1e-12 and abs(se - (0.002336 ** 0.5)) < 1e-12 and verdict == "higher"
+    assert gap(0.8, 0.92, 100)[2] == "lower" and gap(0.85, 0.8, 100)[2] == "within noise"
+    diff, se, verdict = gap([0.8, 0.9], 0.85, 10 ** 12)   # seeds only: std 0.0707 / sqrt(2) = 0.05
+    assert abs(diff) < 1e-12 and abs(se - 0.05) < 1e-6 and verdict == "within noise"
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def test_settle_compares_the_last_epoch_with_the_best():
+    settle = run_cells(TASK, ["imports", "task2-compare"], profile="smoke")
+    torch.set_num_threads(os.cpu_count() or 1)
+    rising = [[0.5, 0.3, 0.35], [0.5, 0.31, 0.36], [0.5, 0.29, 0.34]]
+    epoch, d, se = settle["settle"](rising, lower_is_better=True)
+    assert epoch == 2 and abs(d - 0.05) < 1e-12 and se < 0.01          # worse at the last epoch
+    epoch, d, se = settle["settle"]([[0.8, 0.9, 0.89], [0.8, 0.88, 0.9]], lower_is_better=False)
+    assert epoch == 3 and d == 0.0                                      # best at the last epoch
+
+
+MARKDOWN_ROWS = {"n_layers": "hidden layers (n_layers)", "width": "width", "activation": "activation",
+                 "transform": "input transform", "dropout": "dropout", "weight_decay": "weight decay",
+                 "optimizer": "optimizer", "lr": "learning rate (peak)", "schedule": "schedule",
+                 "batch_size": "batch size", "epochs": "epochs"}
+
+
+def markdown_block():
+    """{row name: (value, why)} of part 6's Markdown table (the cell after task2-evidence)."""
+    import jupytext
+    cells = jupytext.read(ROOT / "experiments" / f"{TASK}.py", fmt="py:percent").cells
+    at = next(i for i, c in enumerate(cells) if "label: task2-evidence" in c.source)
+    block = cells[at + 1]
+    assert block.cell_type == "markdown" and "### The chosen architecture and hyperparameters" in block.source
+    rows = [ln.strip().strip("|").split("|") for ln in block.source.splitlines() if ln.startswith("| ")]
+    return {r[0].strip(): (r[1].strip(), r[2].strip()) for r in rows if len(r) == 3}
+
+
+def test_markdown_block_describes_the_committed_best_trial(root):
+    """Part 6's Markdown block repeats the full run's values: they must be the ones it printed."""
+    m = json.loads((root / "results" / f"{TASK}.json").read_text())["metrics"]
+    rows, hp = markdown_block(), m["best_hyperparameters"]
+    for k, name in MARKDOWN_ROWS.items():
+        shown = f"{hp[k]:.3g}" if isinstance(hp[k], float) else str(hp[k])
+        assert rows[name][0].split(" ")[0] == shown, (k, rows[name][0], shown)
+    arch = f"10 -> {' -> '.join([str(hp['width'])] * hp['n_layers'])} -> 1 logit, {m['n_parameters']:,} parameters"
+    assert rows["architecture"][0].startswith(arch)
+    assert all(why for _, why in rows.values())
+    evidence = m.get("search_evidence")
+    assert evidence is not None, "the committed run predates the search evidence cell: re-execute Task 2"
+    for k, e in evidence.items():
+        if "near_best_min" in e:
+            assert f"{e['near_best_min']:.3g} to {e['near_best_max']:.3g}" in rows[MARKDOWN_ROWS[k]][1], k
+
+
+def check_quoted_numbers_printed(nb, m):
+    """Every number the report's Task 2 answer quotes is a printed line of the notebook."""
+    text = printed_text(nb)
+    pts = lambda g: f"{100 * g['diff']:+.2f} points, standard error {100 * g['se']:.2f} points"
+    assert f"MLP - logistic regression: {pts(m['mlp_vs_logreg'])}" in text
+    for kind, g in m["logreg_transform_gaps"].items():
+        assert f"logistic regression, {m['logreg_transform']} - {kind}: {pts(g)}" in text and g["verdict"] in text
+    assert f"MLP - gradient boosting: {pts(m['mlp_vs_hgb'])}" in text
+    for init, g in m["init_vs_default"].items():
+        assert f"{init} - default: {pts(g)}" in text
+    assert f"n = {m['split_sizes']['test']}: {m['test_binomial_se']:.4f}" in text
+    assert f"sample std {m['test_accuracy_std']:.4f}" in text
+    assert f"{m['optuna_trials']} trials ({m['optuna_states']['PRUNED']} pruned)" in text
+    assert f"near the best: {m['near_best_trials']} of {m['optuna_states']['COMPLETE']} completed trials" in text
+    assert f"sqrt(p(1-p)/n) = {m['best_val_binomial_se']:.4f}" in text
+    assert f"1 logit, {m['n_parameters']:,} parameters" in text
+    for key, c in m["convergence"].items():
+        assert f"{key.replace('_', ' ')}: best at epoch {c['best_epoch']} of" in text and c["verdict"] in text
+    assert f"{m['convergence']['test_loss']['last_minus_best']:+.4f}, standard error {m['convergence']['test_loss']['se']:.4f}" in text
+    assert f"{len(m['split_sizes']) and sum(m['split_sizes'].values()):,} rows" in text
+    assert f"exact duplicate rows: {m['duplicate_rows']}" in text
+    assert f"{m['hgb']['grid_size']} settings" in text and f"(validation {m['hgb']['val_accuracy']:.4f})" in text
+    assert f"(mean logit): {m['ensemble_test_accuracy']:.4f}" in text
+    assert f"{m['search_seconds']:.0f} s" in text
+
+
 def check_printed_equals_saved(nb, m):
     text = printed_text(nb)
     assert f"Logistic Regression Model accuracy = {m['logreg_test_accuracy']}" in text
@@ -129,7 +220,9 @@ def test_smoke_execution_end_to_end(root, tmp_path):
     assert set(m["init_test_accuracy"]) == {"default", "xavier_uniform", "kaiming_normal"}
     assert set(m["reference_val_accuracy_by_transform"]) == {"standard", "quantile", "power"}
     assert 0.7 < m["logreg_test_accuracy"] < 0.9 and 0.8 < m["hgb_test_accuracy"] < 0.95
-    check_printed_equals_saved(read_executed(tmp_path / "results" / f"{TASK}.ipynb"), m)
+    nb = read_executed(tmp_path / "results" / f"{TASK}.ipynb")
+    check_printed_equals_saved(nb, m)
+    check_quoted_numbers_printed(nb, m)
     for suffix in ("curves", "optuna"):
         assert (tmp_path / "figures" / f"{TASK}_{suffix}.png").exists()
     assert r["wall_seconds"] < 60, f"the smoke execution took {r['wall_seconds']:.0f} s"
@@ -140,6 +233,7 @@ def test_committed_execution_prints_what_it_saves(root):
     nb = read_executed(root / "results" / f"{TASK}.ipynb")
     assert nb.metadata["hw2"]["run_id"] == record["run_id"] and record["profile"] == "full"
     check_printed_equals_saved(nb, record["metrics"])
+    check_quoted_numbers_printed(nb, record["metrics"])
 
 
 @pytest.mark.slow
