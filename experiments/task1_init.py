@@ -20,10 +20,6 @@ if "ipykernel" not in sys.modules:
     else:
         sys.exit(run_task(__file__))
 
-# %% tags=["parameters"]
-profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a quick check with fewer draws
-out_dir = "."  # the run saves its numbers and figures in folders under this one
-
 # %%
 #| label: install
 # Colab or a fresh Jupyter may lack a package this notebook imports: install only what is missing,
@@ -51,6 +47,10 @@ present = {m for m in REQUIREMENTS if importlib.util.find_spec(m) is not None}
 print("found:", ", ".join(f"{m} {importlib.metadata.version(REQUIREMENTS[m].split('==')[0])}"
                           for m in sorted(present)) or "none")
 print("installed:", ", ".join(install_missing(REQUIREMENTS, present)) or "nothing (every package was there)")
+
+# %% tags=["parameters"]
+profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a quick check with fewer draws
+out_dir = "."  # the run saves its numbers and figures in folders under this one
 
 # %% [markdown]
 # The assignment's setting: $x\in\mathbb R^{512}$, 100 layers of 512 units, a fresh weight matrix

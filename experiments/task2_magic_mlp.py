@@ -20,17 +20,6 @@ if "ipykernel" not in sys.modules:
     else:
         sys.exit(run_task(__file__))
 
-# %% tags=["parameters"]
-profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a tiny search, seconds on a CPU
-device = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
-data_dir = "data"  # the folder holding magic04.data; downloaded from UCI when it is not there
-out_dir = "."  # the run saves its numbers and figures in folders under this one
-cache_dir = ".cache"  # the Optuna study's SQLite file lives here
-resume = False  # keep the earlier trials of this profile's study instead of starting it afresh
-storage = None  # an SQLAlchemy URL of a shared Optuna storage (joined, never wiped): scales the search out
-study_name = None  # the study's name in that storage (default: task2_magic_mlp-<profile>)
-trials = None  # how many trials this run adds (default: the profile's)
-
 # %%
 #| label: install
 # Colab or a fresh Jupyter may lack a package this notebook imports: install only what is missing,
@@ -61,6 +50,17 @@ present = {m for m in REQUIREMENTS if importlib.util.find_spec(m) is not None}
 print("found:", ", ".join(f"{m} {importlib.metadata.version(REQUIREMENTS[m].split('==')[0])}"
                           for m in sorted(present)) or "none")
 print("installed:", ", ".join(install_missing(REQUIREMENTS, present)) or "nothing (every package was there)")
+
+# %% tags=["parameters"]
+profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a tiny search, seconds on a CPU
+device = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+data_dir = "data"  # the folder holding magic04.data; downloaded from UCI when it is not there
+out_dir = "."  # the run saves its numbers and figures in folders under this one
+cache_dir = ".cache"  # the Optuna study's SQLite file lives here
+resume = False  # keep the earlier trials of this profile's study instead of starting it afresh
+storage = None  # an SQLAlchemy URL of a shared Optuna storage (joined, never wiped): scales the search out
+study_name = None  # the study's name in that storage (default: task2_magic_mlp-<profile>)
+trials = None  # how many trials this run adds (default: the profile's)
 
 # %%
 #| label: imports

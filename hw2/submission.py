@@ -37,8 +37,9 @@ def intro_markdown(pdf_name: str) -> str:
             "written answers of Part 2 in full. This notebook is Part 2, the code tasks. Each task below was "
             "executed top to bottom in a fresh kernel, and every number it prints was computed by the code "
             "above it; the execution counts restart at 1 with each task.\n\n"
-            "To run it again: each task's first code cell holds its parameters (`profile = \"smoke\"` runs a "
-            "quick check in minutes on a CPU; `\"full\"` is the run shown). The data is read from `data/` "
+            "To run it again: each task's parameters cell, near its top, holds `profile` (`\"smoke\"` runs a "
+            "quick check in minutes on a CPU; `\"full\"` is the run shown); Tasks 1 and 2 install what a fresh "
+            "Colab lacks in their first code cell, Task 3 needs `%pip install kornia==0.9.0`. The data is read from `data/` "
             "(`data/magic04.data`, `data/imagenette2-160/`) and downloaded there when missing.")
 
 

@@ -4,7 +4,7 @@
                                  [--resume] [--<parameter> VALUE ...] [--until LABEL]
 
 A task source is a jupytext percent script: Markdown cells for the assignment's parts and the
-answers, code cells for all of the task's code. Its first code cell, tagged `parameters` (the
+answers, code cells for all of the task's code. Its code cell tagged `parameters` (the
 convention papermill and Quarto share), declares what a run may set; every parameter there becomes
 a flag of this command. A run reads the source, injects the parameters that differ from their
 defaults in a cell right after that one (as papermill does), and executes the notebook with
