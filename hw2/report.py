@@ -1,7 +1,8 @@
 """Helpers the report's cells call. The report reads only results/*.json and figures/*.
 
-Numbers in prose come from a hidden cell that emits Markdown (`md(f"... {metric(...)} ...")`), so
-the same source renders identically through Quarto and through the fallback renderer.
+Numbers in prose are Quarto inline expressions (`{python} pct(x)`) of values a hidden cell just before
+prepares; generated tables are cells that emit Markdown (`md(table(...))`). Quarto and the fallback
+renderer treat both alike.
 """
 from __future__ import annotations
 

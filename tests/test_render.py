@@ -201,6 +201,21 @@ def test_check_names_render_as_written():
     assert plain.rstrip("\n").split("\n\n") == [n.replace("`", "") for n in names]
 
 
+def test_section_links_resolve_and_name_their_appendix():
+    """Sections are unnumbered, so the report links them ([Appendix E](#sec-x)); every link names a
+    heading's {#sec-x}, and "Appendix X" in its text is the appendix that heading is in."""
+    text = render.expand_includes(render.MAIN)
+    appendix_of, current = {}, None
+    for m in re.finditer(r"^#+ (.*?)\s*(?:\{#(sec-[\w-]+)\})?[ \t]*$", text, re.M):
+        current = re.match(r"Appendix [A-Z]\b", m.group(1)).group(0) if m.group(1).startswith("Appendix ") else (
+            None if m.group(0).startswith("# ") else current)
+        if m.group(2):
+            appendix_of[m.group(2)] = current
+    links = re.findall(r"\[([^\]]*)\]\(#(sec-[\w-]+)\)", text)
+    assert links and [t for _, t in links if t not in appendix_of] == []
+    assert [(label, t) for label, t in links if label.startswith("Appendix ") and label != appendix_of[t]] == []
+
+
 def test_students_config_names_the_files(tmp_path, monkeypatch):
     assert output_stem() == "ece046211_hw2_" + "_".join(s["id"] for s in students())
     cfg = tmp_path / "s.toml"
@@ -297,10 +312,11 @@ def test_pdf_shows_students_headings_and_reads_as_answers(rendered):
 
 @pytest.mark.slow
 def test_answers_fit_the_page_budget(rendered):
-    """Part 2 starts by page 17; the answers end by page 25 (the appendices start on a new page)."""
+    """The answers end by page 16 (the appendices start on a new page), 30 pages in all."""
     _, _, pages, _, _ = rendered
-    assert page_of(pages, r"^\s*Part 2 - Code Assignments\s*$", start=2) <= 17
-    assert page_of(pages, r"^\s*Appendices\s*$", start=2) <= 26
+    assert page_of(pages, r"^\s*Part 2 - Code Assignments\s*$", start=2) <= 13
+    assert page_of(pages, r"^\s*Appendices\s*$", start=2) <= 17
+    assert len(pages) <= 30
 
 
 @pytest.mark.slow
