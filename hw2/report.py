@@ -53,7 +53,7 @@ def metric(name: str, key: str):
         try:
             value = value[part]
         except (KeyError, TypeError):
-            raise UserError(f"{results_dir() / (name + '.json')}: no metric '{key}'") from None
+            raise UserError(f"results/{name}.json: no metric '{key}'") from None
     return value
 
 
@@ -104,17 +104,22 @@ def data_figure(path: str | Path):
 
 
 def reproducibility_rows() -> list[list[str]]:
-    """One row per result: what it is, its profile, where and when it ran, the commit, the wall time."""
-    import json
+    """One row per result: the answers it feeds, the code that produced it and whether the zip holds
+    that code, its profile, where and when it ran, the commit, the wall time."""
+    from .results import producer_source
     rows = []
     for path in sorted(results_dir().glob("*.json")):
         try:
             r = json.loads(path.read_text())
-        except ValueError:
+            source = producer_source(path.stem)
+        except (ValueError, UserError):
             continue
+        task = source.parent.name == "experiments"
+        answers = (f"Task {path.stem[4]}" if task else f"Q{path.stem[1]}" + (" and Appendix A" if path.stem.startswith("q3") else ""))
         env = r.get("environment", {})
-        rows.append([path.stem, r.get("profile", "?"), str(env.get("device", "?")), str(r.get("finished", "?"))[:16].replace("T", " "),
-                     str(env.get("git_commit", "?"))[:10], f"{r.get('wall_seconds', 0):,.0f} s"])
+        rows.append([answers, f"`{source.relative_to(ROOT).as_posix()}`", "yes: its notebook" if task else "no",
+                     r.get("profile", "?"), str(env.get("device", "?")), str(r.get("finished", "?"))[:16].replace("T", " "),
+                     f"`{str(env.get('git_commit', '?'))[:10]}`", f"{r.get('wall_seconds', 0):,.0f} s"])
     return rows
 
 
