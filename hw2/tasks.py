@@ -16,10 +16,10 @@ a flag of this command. Its comment may open with the values the parameter takes
 Alternatives are separated by `|`: a type (int, float, str, bool), a type with bounds written as a
 Python comparison (`int >= 1`, `0 < float <= 1`), a quoted choice, or None (`none` on the command
 line). The runner refuses any other value in one line naming the flag (a float must also be
-finite), before any kernel starts and before anything is made. A parameter without brackets takes
-the type of its default (text when the default is None or a string). `--device cuda` is checked
-against torch.cuda.is_available() first. A run reads the source, injects the parameters that differ from their
-defaults in a cell right after that one (as papermill does), and executes the notebook with
+finite), before any kernel starts and before anything is made; `--device cuda` is checked against
+torch.cuda.is_available(). A parameter without brackets takes the type of its default (a None
+default: none, a number or text). A run reads the source, injects the parameters that differ from
+their defaults in a cell right after that one (as papermill does), and executes the notebook with
 nbclient. It keeps three things, moved into place only after every cell ran without an error:
 
     results/<name>.ipynb                the executed notebook, which the submission is assembled from
@@ -292,6 +292,17 @@ def flag_type(spec: Spec):
     return convert
 
 
+def finite_float(text: str) -> float:
+    """A float flag of a parameter without annotation: inf and nan would be injected as names."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite float")
+    return value
+
+
 def build_parser(name: str, params: dict[str, Parameter]) -> argparse.ArgumentParser:
     p = FlagParser(
         prog=f"python -m experiments.{name}",
@@ -316,7 +327,7 @@ def build_parser(name: str, params: dict[str, Parameter]) -> argparse.ArgumentPa
                        and not spec.none else key.upper())
             p.add_argument(flag, type=flag_type(spec), metavar=metavar, **kw)
         else:   # not annotated: the type of the default, as before annotations
-            typ = type(default) if isinstance(default, (int, float)) else str
+            typ = finite_float if isinstance(default, float) else int if isinstance(default, int) else str
             p.add_argument(flag, type=typ, choices=CHOICES.get(key), **kw)
     p.add_argument("--until", metavar="LABEL", default=None,
                    help="execute up to and including the cell labelled LABEL, then stop; a partial "
@@ -547,7 +558,6 @@ def run_task(source: str | Path, argv=None) -> int:
     t_start = time.perf_counter()
     try:
         digest_at_start = source_hash(path)        # what runs, not what is on disk at the end
-        commit_at_start = git_commit()
         nb = read_source(path)
         index, params = parameters_cell(nb, path)
         # every check first, in order of cost; nothing is created until all have passed
@@ -562,6 +572,7 @@ def run_task(source: str | Path, argv=None) -> int:
             check_writable(folder)
         check_device(params, chosen)
         found = check_data(TASK_DATA.get(name, []))
+        commit_at_start = git_commit()            # two git calls: after the quick refusals
         make_folders((results_dir, figures_dir, cache_dir))
         if out is None and base != ROOT and not args.until:
             print(f"{name}: the {profile} profile writes {base.relative_to(ROOT)}/ "

@@ -300,7 +300,8 @@ def timed_run(src, *args, **kw):
     (["--threads", "-1"], ["error: --threads: '-1' is not an int >= 0"]),
     (["--torch-compile", "maybe"], ["error: --torch-compile: 'maybe' is not 'auto', 'yes' or 'no'"]),
     (["--profile", "fast"], ["error: --profile: 'fast' is not 'full' or 'smoke'"]),
-    (["--sleep", "abc"], ["error: --sleep: invalid float value: 'abc'"]),     # not annotated: one line too
+    (["--sleep", "abc"], ["error: --sleep: 'abc' is not a finite float"]),   # not annotated: one line too
+    (["--sleep", "1e400"], ["error: --sleep: '1e400' is not a finite float"]),      # was injected as `inf`
     (["--steps"], ["error: --steps: expected one argument"]),
     (["--nonsense", "1"], ["error: unrecognized arguments: --nonsense 1", "--help"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) and v[0].startswith("--") else "")
