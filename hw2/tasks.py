@@ -140,10 +140,9 @@ class Spec(NamedTuple):
         if any(value == c and type(value) is type(c) for c in self.choices):
             return True
         for typ, bounds in self.types:
-            if typ is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is typ and (typ is not float or math.isfinite(value)) \
-                    and all(HOLDS[op](value, b) for op, b in bounds):
+            as_typ = float(value) if typ is float and type(value) is int else value   # 1 is a float too
+            if type(as_typ) is typ and (typ is not float or math.isfinite(as_typ)) \
+                    and all(HOLDS[op](as_typ, b) for op, b in bounds):
                 return True
         return False
 
