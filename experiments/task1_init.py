@@ -49,8 +49,8 @@ print("found:", ", ".join(f"{m} {importlib.metadata.version(REQUIREMENTS[m].spli
 print("installed:", ", ".join(install_missing(REQUIREMENTS, present)) or "nothing (every package was there)")
 
 # %% tags=["parameters"]
-profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a quick check with fewer draws
-out_dir = "."  # the run saves its numbers and figures in folders under this one
+profile = "full"  # ["full" | "smoke"] "full": the run whose numbers the answers quote; "smoke": a quick check with fewer draws
+out_dir = "."  # [str] the run saves its numbers and figures in folders under this one
 
 # %% [markdown]
 # The assignment's setting: $x\in\mathbb R^{512}$, 100 layers of 512 units, a fresh weight matrix

@@ -52,15 +52,15 @@ print("found:", ", ".join(f"{m} {importlib.metadata.version(REQUIREMENTS[m].spli
 print("installed:", ", ".join(install_missing(REQUIREMENTS, present)) or "nothing (every package was there)")
 
 # %% tags=["parameters"]
-profile = "full"  # "full": the run whose numbers the answers quote; "smoke": a tiny search, seconds on a CPU
-device = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
-data_dir = "data"  # the folder holding magic04.data; downloaded from UCI when it is not there
-out_dir = "."  # the run saves its numbers and figures in folders under this one
-cache_dir = ".cache"  # the Optuna study's SQLite file lives here
-resume = False  # keep the earlier trials of this profile's study instead of starting it afresh
-storage = None  # an SQLAlchemy URL of a shared Optuna storage (joined, never wiped): scales the search out
-study_name = None  # the study's name in that storage (default: task2_magic_mlp-<profile>)
-trials = None  # how many trials this run adds (default: the profile's)
+profile = "full"  # ["full" | "smoke"] "full": the run whose numbers the answers quote; "smoke": a tiny search, seconds on a CPU
+device = "auto"  # ["auto" | "cpu" | "cuda"] "auto": CUDA when there is one
+data_dir = "data"  # [str] the folder holding magic04.data; downloaded from UCI when it is not there
+out_dir = "."  # [str] the run saves its numbers and figures in folders under this one
+cache_dir = ".cache"  # [str] the Optuna study's SQLite file lives here
+resume = False  # [bool] keep the earlier trials of this profile's study instead of starting it afresh
+storage = None  # [str | None] an SQLAlchemy URL of a shared Optuna storage (joined, never wiped): scales the search out
+study_name = None  # [str | None] the study's name in that storage (default: task2_magic_mlp-<profile>)
+trials = None  # [int >= 1 | None] how many trials this run adds (default: the profile's)
 
 # %%
 #| label: imports
