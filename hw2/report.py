@@ -104,8 +104,8 @@ def data_figure(path: str | Path):
 
 
 def reproducibility_rows() -> list[list[str]]:
-    """One row per result: the answers it feeds, the code that produced it and whether the zip holds
-    that code, its profile, where and when it ran, the commit, the wall time."""
+    """One row per result: the answers it feeds, the code that produced it (`experiments/`: a task
+    notebook, which the zip holds executed), where and when it ran, the commit, the wall time; a profile other than full is said."""
     from .results import producer_source
     rows = []
     for path in sorted(results_dir().glob("*.json")):
@@ -115,11 +115,13 @@ def reproducibility_rows() -> list[list[str]]:
         except (ValueError, UserError):
             continue
         task = source.parent.name == "experiments"
-        answers = (f"Task {path.stem[4]}" if task else f"Q{path.stem[1]}" + (" and Appendix A" if path.stem.startswith("q3") else ""))
+        answers = (f"Task {path.stem[4]}" if task else f"Q{path.stem[1]}" + (", App. A" if path.stem.startswith("q3") else ""))
         env = r.get("environment", {})
-        rows.append([answers, f"`{source.relative_to(ROOT).as_posix()}`", "yes: its notebook" if task else "no",
-                     r.get("profile", "?"), str(env.get("device", "?")), str(r.get("finished", "?"))[:16].replace("T", " "),
-                     f"`{str(env.get('git_commit', '?'))[:10]}`", f"{r.get('wall_seconds', 0):,.0f} s"])
+        code = source.relative_to(ROOT).as_posix().replace("_", "\\_")
+        profile = "" if r.get("profile") == "full" else f" ({r.get('profile')} profile)"
+        rows.append([answers, code + profile, str(env.get("device", "?")), str(r.get("finished", "?"))[:16].replace("T", " "),
+                     f"`{str(env.get('git_commit', '?'))[:10]}`" + ("\\*" if str(env.get("git_commit")).endswith("-dirty") else ""),
+                     f"{r.get('wall_seconds', 0):,.0f} s"])
     return rows
 
 
