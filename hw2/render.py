@@ -14,6 +14,7 @@ when all three files exist.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import logging
@@ -198,6 +199,15 @@ def sigterm_kept():
             signal.signal(signal.SIGTERM, previous)
 
 
+def drop_the_cleanup_race(record: logging.LogRecord) -> bool:
+    """A signal while the kernel starts: nbclient's clean-up shuts the kernel down, then fails on
+    jupyter_client's `ready` future, which the start has already set (InvalidStateError). Nobody
+    awaits that task, so asyncio prints its traceback when it is collected. The kernel is down by
+    then; the render says it was interrupted in its one line. Every other asyncio record passes."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.InvalidStateError)
+                and "_async_cleanup_kernel" in record.getMessage())
+
+
 def run_child(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """subprocess.run with its output captured, in a process group of its own: an interruption
     (Ctrl-C, SIGTERM) kills it and its children (pandoc's LaTeX) before going on, so that none of
@@ -267,6 +277,7 @@ def execute(nb, main: Path = MAIN):
     failing inline expression is named as written in its .qmd."""
     from .tasks import execute as execute_notebook
     add_inline_cells(nb)
+    logging.getLogger("asyncio").addFilter(drop_the_cleanup_race)
     try:
         with sigterm_kept():
             execute_notebook(nb, ROOT, main, echo=False)
@@ -606,7 +617,6 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("error: render interrupted; nothing written", file=sys.stderr)
-        silence_the_exit()
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -618,13 +628,6 @@ def main(argv=None) -> int:
         if "NOT ATTRIBUTABLE" in w:     # said before the render too; said again where it is seen
             print(f"warning: {w}", file=sys.stderr)
     return 0
-
-
-def silence_the_exit():
-    """After the one line, nothing more: a kernel shut down while it started can leave an asyncio
-    task whose error (InvalidStateError) is logged when it is collected, as the process ends."""
-    logging.disable(logging.CRITICAL)
-    sys.unraisablehook = lambda unraisable: None
 
 
 if __name__ == "__main__":
