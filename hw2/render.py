@@ -14,13 +14,18 @@ when all three files exist.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
+import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from datetime import date
@@ -29,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .paths import OUTPUT, REPORT, ROOT
+from .paths import CACHE, OUTPUT, REPORT, ROOT
 
 MAIN = REPORT / "hw2.qmd"
+# A failed LaTeX run keeps its intermediate Markdown here, named in the error line.
+KEPT = CACHE / "render"
 INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}[ \t]*$", re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # $$ ... $$ {#eq-x}: the body may not contain $$, so an earlier unlabelled display is never swallowed.
@@ -171,6 +178,52 @@ def equations_to_latex(text: str) -> str:
                   text)
 
 
+# --- interruptions and child processes ------------------------------------------------------------
+def sigterm_as_interrupt(signum, frame):
+    """SIGTERM ends the render as Ctrl-C does: the temporary folder and the children are cleaned up
+    on the way out, and main() says so in one line."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)      # a second one must not cut the clean-up short
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_kept():
+    """nbclient answers SIGTERM itself while the kernel runs, then resets it to the default, which
+    would end the rest of the render (pandoc) with no message and no clean-up: put back the handler
+    there was."""
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def drop_the_cleanup_race(record: logging.LogRecord) -> bool:
+    """A signal while the kernel starts: nbclient's clean-up shuts the kernel down, then fails on
+    jupyter_client's `ready` future, which the start has already set (InvalidStateError). Nobody
+    awaits that task, so asyncio prints its traceback when it is collected. The kernel is down by
+    then; the render says it was interrupted in its one line. Every other asyncio record passes."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.InvalidStateError)
+                and "_async_cleanup_kernel" in record.getMessage())
+
+
+def run_child(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """subprocess.run with its output captured, in a process group of its own: an interruption
+    (Ctrl-C, SIGTERM) kills it and its children (pandoc's LaTeX) before going on, so that none of
+    them outlives the render or writes into the folder being removed."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 # --- execution ---------------------------------------------------------------------------------
 def add_inline_cells(nb):
     """Each inline expression becomes a hidden code cell just before its Markdown cell: it runs in
@@ -224,8 +277,10 @@ def execute(nb, main: Path = MAIN):
     failing inline expression is named as written in its .qmd."""
     from .tasks import execute as execute_notebook
     add_inline_cells(nb)
+    logging.getLogger("asyncio").addFilter(drop_the_cleanup_race)
     try:
-        execute_notebook(nb, ROOT, main, echo=False)
+        with sigterm_kept():
+            execute_notebook(nb, ROOT, main, echo=False)
     except UserError:
         failed = next((c for c in nb.cells if c.metadata.get("hw2") == "inline"
                        and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
@@ -339,7 +394,7 @@ def latex_engine() -> str:
                     "texlive-plain-generic lmodern) or run `make report`, which does")
 
 
-def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
+def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path, main: Path = MAIN):
     if not shutil.which("pandoc"):
         raise UserError("pandoc not found: apt-get install pandoc (or run `make report`, which does)")
     when, fmt = meta.get("date", ""), pdf_format()
@@ -352,10 +407,44 @@ def pandoc_pdf(markdown: str, meta: dict, build: Path, out_pdf: Path):
     cmd = ["pandoc", "report.md", "-o", out_pdf.name, f"--pdf-engine={latex_engine()}",
            "--from=markdown+tex_math_dollars+raw_tex+implicit_figures+link_attributes+pipe_tables",
            "--highlight-style=tango"] + (["--number-sections"] if fmt.get("number-sections") else [])
-    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+    # pandoc's own temporary folder (tex2pdf.*) goes into the build folder: it is removed with it
+    proc = run_child(cmd, build, {**os.environ, "TMPDIR": str(build)})
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise UserError(f"{build / 'report.md'}: pandoc/LaTeX failed: {tail}")
+        raise pandoc_failure(proc.stderr, build / "report.md", main, out_pdf.stem)
+
+
+def pandoc_failure(stderr: str, report_md: Path, main: Path, stem: str) -> UserError:
+    """pandoc's error as one line that names where it is: the .qmd line holding the text LaTeX
+    stopped at, where that text is found in the sources exactly once; and the intermediate Markdown,
+    kept in KEPT (the build folder is about to go), at the line holding it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    error = next((ln[2:] for ln in lines if ln.startswith("! ")), lines[-1] if lines else "(no message)")
+    # TeX shows the input line up to the failing token: "l.60 Some line \foo"
+    at = next((m.group(1).strip() for ln in lines if (m := re.match(r"l\.\d+ (.*)", ln))), "")
+    kept = KEPT / f"{stem}.failed.md"
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(report_md, kept)
+    except OSError as e:
+        return UserError(f"{main}: pandoc/LaTeX failed: {error} (the intermediate Markdown could not be kept: "
+                         f"{e.strerror or e})")
+    # LaTeX's text is pandoc's rendering of the Markdown: try its tail, from the longest to the last token
+    words = at.split()
+    tails = [t for t in (" ".join(words[-k:]) for k in range(len(words), 0, -1)) if len(t) >= 3]
+    sources = [main] + sorted(p for p in main.parent.glob("*.qmd") if p != main)
+    in_qmd = next((hits[0] for t in tails if len(hits := lines_holding(t, sources)) == 1), None)
+    in_md = next((hits[0] for t in tails if (hits := lines_holding(t, [kept]))), None)
+    kept_at = f"{kept}:{in_md[1]}" if in_md else str(kept)
+    said = f"pandoc/LaTeX failed{f' at `{at}`' if at else ''}: {error}"
+    if in_qmd:
+        return UserError(f"{in_qmd[0]}:{in_qmd[1]}: {said} (intermediate Markdown kept: {kept_at})")
+    return UserError(f"{kept_at}: {said} (the intermediate Markdown, kept)")
+
+
+def lines_holding(text: str, paths: list[Path]) -> list[tuple[Path, int]]:
+    """(file, 1-based line) of each line of the files that contains text."""
+    return [(p, n) for p in paths if p.is_file()
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if text in line]
 
 
 def fallback_render(stem: str, build: Path, main: Path = MAIN) -> Path:
@@ -368,7 +457,7 @@ def fallback_render(stem: str, build: Path, main: Path = MAIN) -> Path:
     markdown = to_markdown(nb, refs, build, project_defaults())
     check_refs(markdown, refs, main)
     pdf = build / f"{stem}.pdf"
-    pandoc_pdf(markdown, meta, build, pdf)
+    pandoc_pdf(markdown, meta, build, pdf, main)
     return pdf
 
 
@@ -383,7 +472,7 @@ def quarto_render(stem: str, build: Path) -> Path:
     # Quarto runs Jupyter with QUARTO_PYTHON (else the python3 on PATH): make it this environment's.
     env = {**os.environ, "QUARTO_PYTHON": sys.executable}
     cmd = [quarto_bin(), "render", str(MAIN.relative_to(ROOT)), "--to", "pdf", "--output", f"{stem}.pdf", "--execute"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = run_child(cmd, ROOT, env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise UserError(f"{MAIN}: quarto render --to pdf failed: {tail}")
@@ -424,6 +513,46 @@ def check_snapshot(base: Path, allow_stale: bool) -> list[str]:
     return stale
 
 
+def check_out_dir(out_dir: Path):
+    """--out-dir must be a folder, or one that can be made, that this process can write: checked
+    before any cell runs, and nothing is created (the folder is made when the outputs are moved)."""
+    existing = out_dir
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent                       # the nearest folder that exists
+    made = "" if existing == out_dir else f"cannot be made: {existing} "     # a folder above it
+    if existing.is_file():
+        raise UserError(f"{out_dir}: --out-dir {made}is a file" + ("" if made else ", not a folder"))
+    if not existing.is_dir():
+        raise UserError(f"{out_dir}: --out-dir {made}is not a folder")
+    try:    # a probe, not os.access: root passes os.access on a read-only or immutable folder
+        os.rmdir(tempfile.mkdtemp(prefix=".hw2-write-probe-", dir=existing))
+    except OSError as e:
+        raise UserError(f"{out_dir}: --out-dir {made}is not writable ({e.strerror or e})") from None
+
+
+def publish(files: list[Path], out_dir: Path) -> list[Path]:
+    """Copy the built files into out_dir, each to a temporary file created there exclusively (mkstemp
+    never opens a link planted at its name), then rename all of them over the old outputs (os.replace
+    replaces a link at the destination, never its target)."""
+    temps = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".tmp", dir=out_dir)
+            temps.append(Path(tmp))
+            os.fchmod(fd, f.stat().st_mode & 0o777)           # mkstemp's 0600 -> the build file's mode
+            with os.fdopen(fd, "wb") as dst, open(f, "rb") as src:
+                shutil.copyfileobj(src, dst)
+        for f, tmp in zip(files, temps):
+            os.replace(tmp, out_dir / f.name)
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot write the outputs into --out-dir ({e.strerror or e})") from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return [out_dir / f.name for f in files]
+
+
 def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTPUT) -> list[Path]:
     """The PDF (rendered from report/hw2.qmd), the submission notebook (assembled from the executed
     task notebooks) and the zip of both, all from one snapshot of results/ and figures/; written to
@@ -436,13 +565,13 @@ def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTP
     # Everything the cells will need is validated before any of them runs: the students (their
     # IDs name the files; warnings printed once), the Q3 figures the report shows (the only data it
     # reads), and every result (stale ones are refused unless allowed).
+    check_out_dir(out_dir)
     people = check_students()
     stem = output_stem()
     check_datasets(["figures"], decode=False)
     use_quarto = engine == "quarto" or (engine == "auto" and quarto_bin())
     if engine == "quarto" and not quarto_bin():
         raise UserError("quarto not found on PATH or in the venv (pip install quarto-cli needs GitHub access)")
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hw2-render-") as tmp:
         base = snapshot(Path(tmp) / "snapshot")
         stale = check_snapshot(base, allow_stale)
@@ -467,13 +596,8 @@ def render(engine: str = "auto", allow_stale: bool = False, out_dir: Path = OUTP
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
             z.write(ipynb, ipynb.name)
             z.write(pdf, pdf.name)
-        final = []
-        for f in (pdf, ipynb, zpath):     # all three exist: only now replace the old outputs
-            dest = out_dir / f.name
-            shutil.copyfile(f, out_dir / f".{f.name}.tmp")
-            os.replace(out_dir / f".{f.name}.tmp", dest)
-            final.append(dest)
-    return final
+        # all three exist: only now replace the old outputs
+        return publish([pdf, ipynb, zpath], out_dir)
 
 
 def main(argv=None) -> int:
@@ -484,6 +608,7 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=OUTPUT)
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     try:
         from .pipeline import yes_no
         files = render(args.engine, yes_no(args.allow_stale), args.out_dir)
@@ -493,6 +618,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: render interrupted; nothing written", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for f in files:
         print(f"render: wrote {f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}")
     print(f"render: done in {time.perf_counter() - t0:.0f} s")

@@ -361,3 +361,212 @@ def test_ctrl_c_during_the_render_is_one_line_and_leaves_no_output(tmp_path):
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == ["error: render interrupted; nothing written"]
     assert "Traceback" not in err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+# --- the output folder and interruptions (issue 19, cases 11 to 14) ------------------------------
+# The render with what it reads stubbed out (the results' check, the task notebooks, the data
+# check): these tests reach the step they are about in a second or two, not a full render's minute.
+STUBS = """
+import sys
+from pathlib import Path
+import nbformat
+from hw2 import data, render, submission
+data.check_datasets = lambda *a, **k: None
+render.check_snapshot = lambda base, allow_stale: []
+submission.assemble = lambda *a, **k: nbformat.v4.new_notebook()
+"""
+
+
+def stub_the_render(monkeypatch, fallback_render):
+    from hw2 import data, submission
+    monkeypatch.setattr(data, "check_datasets", lambda *a, **k: None)
+    monkeypatch.setattr(render, "check_snapshot", lambda base, allow_stale: [])
+    monkeypatch.setattr(submission, "assemble", lambda *a, **k: nbformat.v4.new_notebook())
+    monkeypatch.setattr(render, "fallback_render", fallback_render)
+
+
+def fake_pdf(stem, build):
+    (build / f"{stem}.pdf").write_bytes(b"%PDF-1.5 new\n")
+    return build / f"{stem}.pdf"
+
+
+def no_cell_may_run(stem, build):
+    raise AssertionError("the report's cells ran before the output folder was checked")
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nobody may write, root included (chattr +i), or not this user (chmod)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    import os
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("running as root where chattr +i is not allowed: no folder is unwritable")
+        yield folder
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+def test_an_out_dir_that_is_a_file_or_unwritable_is_one_line_before_any_cell_runs(tmp_path, monkeypatch, capsys,
+                                                                                  unwritable):
+    stub_the_render(monkeypatch, no_cell_may_run)
+    afile = tmp_path / "out"
+    afile.write_text("not a folder")
+    cases = [(afile, f"error: {afile}: --out-dir is a file, not a folder"),
+             (afile / "sub", f"error: {afile / 'sub'}: --out-dir cannot be made: {afile} is a file"),
+             (unwritable, f"error: {unwritable}: --out-dir is not writable"),
+             (unwritable / "a" / "b", f"error: {unwritable / 'a' / 'b'}: --out-dir cannot be made: {unwritable} "
+                                      f"is not writable")]
+    for out, line in cases:
+        t0 = time.perf_counter()
+        assert render.main(["--engine", "fallback", "--out-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err, err
+        assert time.perf_counter() - t0 < 2
+    assert afile.read_text() == "not a folder" and list(unwritable.iterdir()) == []
+
+
+def test_a_link_planted_in_the_out_dir_is_not_written_through(tmp_path, monkeypatch, capsys):
+    import os
+    stub_the_render(monkeypatch, fake_pdf)
+    stem, out = output_stem(), tmp_path / "out"
+    out.mkdir()
+    victims = {}
+    for name in [f".{stem}.{ext}.tmp" for ext in ("pdf", "ipynb", "zip")] + [f"{stem}.pdf"]:
+        victims[name] = tmp_path / f"victim-{name}"        # the old temporary names, and an output's own
+        victims[name].write_text("precious")
+        (out / name).symlink_to(victims[name])
+    assert render.main(["--engine", "fallback", "--out-dir", str(out)]) == 0, capsys.readouterr().err
+    assert [v.name for v in victims.values() if v.read_bytes() != b"precious"] == []
+    pdf = out / f"{stem}.pdf"
+    assert not pdf.is_symlink() and pdf.read_bytes() == b"%PDF-1.5 new\n"     # the link replaced, not followed
+    umask = os.umask(0)
+    os.umask(umask)
+    assert pdf.stat().st_mode & 0o777 == 0o666 & ~umask                     # not mkstemp's 0600
+    left = sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink())
+    assert left == []
+
+
+FAKE_PANDOC = """#!/bin/sh
+# pandoc making its temporary folder, then running LaTeX for a long while
+mkdir "$TMPDIR/tex2pdf.fake"
+echo $$ > "$PANDOC_PID"
+exec sleep 120
+"""
+
+
+def survivors(tmp_path) -> list[int]:
+    """The processes still running with the render's TMPDIR: its children (kernel, pandoc, LaTeX)."""
+    from pathlib import Path
+    mark, found = f"TMPDIR={tmp_path / 'tmp'}\0".encode(), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if mark in (proc / "environ").read_bytes() and (proc / "stat").read_text().split()[2] != "Z":
+                found.append(int(proc.name))
+        except OSError:       # ended meanwhile, or not ours to read
+            pass
+    return found
+
+
+def sigterm_the_render(tmp_path, patches: str, ready=None):
+    """Run the stubbed render with --out-dir tmp_path/out and TMPDIR tmp_path/tmp, send it SIGTERM
+    (as `kill PID` does) once ready() holds (ready None: the patches send it), and return
+    (returncode, stderr)."""
+    import os
+    import signal
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "PANDOC_PID": str(tmp_path / "pandoc.pid"),
+           "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-c", STUBS + patches + "sys.exit(render.main(sys.argv[1:]))",
+                             "--engine", "fallback", "--out-dir", str(tmp_path / "out")],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    t0 = time.perf_counter()
+    while ready and not ready() and proc.poll() is None and time.perf_counter() - t0 < 60:
+        time.sleep(0.05)
+    if ready:
+        assert proc.poll() is None, "the render ended before it could be terminated: " + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def assert_interrupted_cleanly(tmp_path, returncode, err):
+    assert returncode in (130, 143), err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == ["error: render interrupted; nothing written"]
+    assert "Traceback" not in err and "InvalidStateError" not in err, err
+    assert list((tmp_path / "tmp").iterdir()) == []             # no hw2-render-*, tex2pdf.*, hw2-kernel-*
+    assert not (tmp_path / "out").exists()
+    t0 = time.perf_counter()
+    while survivors(tmp_path) and time.perf_counter() - t0 < 5:
+        time.sleep(0.05)
+    assert survivors(tmp_path) == [], "a child outlived the render"
+
+
+def test_sigterm_during_pandoc_is_one_line_kills_it_and_cleans_up(tmp_path):
+    (tmp_path / "bin").mkdir()
+    for tool in ("pandoc", "xelatex"):
+        (tmp_path / "bin" / tool).write_text(FAKE_PANDOC)
+        (tmp_path / "bin" / tool).chmod(0o755)
+    pid_file = tmp_path / "pandoc.pid"
+    patches = ("render.fallback_render = lambda stem, build: render.pandoc_pdf("
+               "'Text.\\n', {'title': 'T'}, build, build / f'{stem}.pdf')\n")
+    returncode, err = sigterm_the_render(tmp_path, patches, lambda: pid_file.exists() and pid_file.read_text())
+    assert_interrupted_cleanly(tmp_path, returncode, err)
+
+
+def test_sigterm_at_kernel_start_is_one_line_and_cleans_up(tmp_path):
+    """SIGTERM just after the kernel process started, twice: nbclient's clean-ups race the start on
+    jupyter_client's `ready` future (the InvalidStateError the issue saw once), made certain here by
+    a slow shutdown."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "tiny.qmd").write_text("```{python}\nx = 1\n```\n\nText.\n")
+    patches = f"""
+import asyncio, os, signal
+from jupyter_client.manager import AsyncKernelManager
+launch = AsyncKernelManager._async_launch_kernel
+async def launch_then_sigterm(self, cmd, **kw):
+    await launch(self, cmd, **kw)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)       # a second one, as an impatient supervisor sends
+AsyncKernelManager._async_launch_kernel = launch_then_sigterm
+finish = AsyncKernelManager._async_finish_shutdown
+async def slow_finish(self, *a, **kw):
+    await asyncio.sleep(1)     # the start completes first
+    return await finish(self, *a, **kw)
+AsyncKernelManager._async_finish_shutdown = slow_finish
+AsyncKernelManager.finish_shutdown = slow_finish
+import atexit, gc
+atexit.register(gc.collect)    # the failed clean-up task is collected, and reported, before the end
+tiny = render.fallback_render
+render.fallback_render = lambda stem, build: tiny(stem, build, main=Path({str(tmp_path / 'tiny.qmd')!r}))
+"""
+    returncode, err = sigterm_the_render(tmp_path, patches)
+    assert_interrupted_cleanly(tmp_path, returncode, err)
+
+
+@pytest.mark.slow
+def test_a_latex_error_names_the_qmd_line_and_keeps_the_markdown(tmp_path, monkeypatch):
+    if not (shutil.which("xelatex") or shutil.which("lualatex")) or not shutil.which("pandoc"):
+        pytest.skip("no LaTeX engine or pandoc (make test installs them)")
+    monkeypatch.setattr(render, "KEPT", tmp_path / "kept", raising=False)
+    kept = tmp_path / "kept" / "tiny.failed.md"
+    # a macro typed in the source: its .qmd line
+    qmd = "---\ntitle: Tiny\n---\n\nFirst paragraph.\n\nA **bold** claim \\undefinedmacro{} here.\n"
+    with pytest.raises(UserError) as e:
+        render_tiny(tmp_path, qmd, pdf=True)
+    md_line = next(n for n, ln in enumerate(kept.read_text().splitlines(), 1) if "\\undefinedmacro" in ln)
+    assert str(e.value) == (f"{tmp_path / 'tiny.qmd'}:7: pandoc/LaTeX failed at `A \\textbf{{bold}} claim "
+                            f"\\undefinedmacro`: Undefined control sequence. (intermediate Markdown kept: "
+                            f"{kept}:{md_line})")
+    # TeX made by a cell: not in any .qmd, so the kept Markdown is named
+    qmd = "```{python}\nfrom IPython.display import Markdown\nMarkdown('$\\\\frac{a$')\n```\n"
+    with pytest.raises(UserError) as e:
+        render_tiny(tmp_path, qmd, pdf=True)
+    assert str(e.value) == (f"{kept}: pandoc/LaTeX failed: File ended while scanning use of \\frac . "
+                            f"(the intermediate Markdown, kept)")
+    assert "\\frac{a" in kept.read_text()
