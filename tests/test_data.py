@@ -317,14 +317,14 @@ def test_real_imagenette_validates_in_about_a_second_without_decoding(tmp_path):
     import time
     t0 = time.perf_counter()
     assert data.validate_imagenette(SHARED, decode=False) == data.IMAGENETTE_COUNTS
-    assert time.perf_counter() - t0 < 3                     # 13,394 files listed, none decoded
+    assert time.perf_counter() - t0 < 3                     # 13,394 files listed, headers read, none decoded
     base = fake_imagenette(tmp_path)
     bad = sorted((base / "val" / "n01440764").iterdir())[0]
     bad.unlink()
-    bad.write_bytes(b"\xff\xd8 not a jpeg")                # only decoding notices
-    assert data.validate_imagenette(tmp_path, decode=False, expected_counts=None) == {"train": 20, "val": 20}
-    with pytest.raises(DataError, match="does not decode"):
-        data.validate_imagenette(tmp_path, decode=True, expected_counts=None)
+    bad.write_bytes(b"\xff\xd8 not a jpeg")                # the header check notices, without decoding
+    with pytest.raises(DataError, match="does not decode") as e:
+        data.validate_imagenette(tmp_path, decode=False, expected_counts=None)
+    assert str(e.value).startswith(f"{bad}: ")
 
 
 def test_check_data_says_where_magic_came_from_then_names_the_imagenette_problem(tmp_path):
