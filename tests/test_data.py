@@ -552,3 +552,16 @@ def test_data_dir_typo_stops_the_task_runner_before_any_kernel(tmp_path):
                           cwd=data.ROOT, timeout=120)
     assert_one_line_error(proc, tmp_path / "typo", "HW2_DATA_DIR is set to this folder, which does not exist")
     assert not (tmp_path / "out").exists()
+
+
+def test_data_dir_typo_stops_the_render_before_any_cell(tmp_path):
+    """`python -m hw2.render` checks the Q3 figures first: a typo in HW2_DATA_DIR is that one line."""
+    typo = tmp_path / "typo"
+    env = {**os.environ, "HW2_DATA_DIR": str(typo), "HW2_NO_DOWNLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hw2.render", "--engine", "fallback", "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=data.ROOT, timeout=120)
+    assert list(tmp_path.iterdir()) == []
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "render: executed" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]   # (+ students warnings)
+    assert errors == [f"error: {typo}: HW2_DATA_DIR is set to this folder, which does not exist "
+                      f"(unset it to use ./data/ or ../shared/data/)"]
