@@ -565,3 +565,29 @@ def test_data_dir_typo_stops_the_render_before_any_cell(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]   # (+ students warnings)
     assert errors == [f"error: {typo}: HW2_DATA_DIR is set to this folder, which does not exist "
                       f"(unset it to use ./data/ or ../shared/data/)"]
+
+
+# Task 3's notebook checks the layout again on its own (it stands alone, without the runner). It
+# does not refuse these cases yet: that comes with its next re-execution (a later issue), when
+# this strict xfail starts passing and must be removed.
+@pytest.fixture(scope="module")
+def notebook_check():
+    from notebook_cells import run_cells
+    return run_cells("task3_imagenette_cnn", ["task3-data-functions"], os=os, hashlib=__import__("hashlib"))["check_imagenette"]
+
+
+@pytest.mark.xfail(strict=True, reason="Task 3's own check agrees with hw2.data from its next re-execution")
+@pytest.mark.parametrize("case", list(BAD_IMAGES) + list(FOLDER_LIES))
+def test_the_notebooks_own_check_names_the_same_file(tmp_path, notebook_check, case):
+    base = fake_imagenette(tmp_path)
+    if case in BAD_IMAGES:
+        make, _ = BAD_IMAGES[case]
+        where = sorted((base / "train" / "n03000684").iterdir())[1]
+        where.unlink()
+        where.write_bytes(make())
+    else:
+        how, name, _ = FOLDER_LIES[case]
+        where = f"{how(base)}/{name}"
+    with pytest.raises(Exception) as e:
+        notebook_check(str(base), {"train": 20, "val": 20})
+    assert str(e.value).startswith(f"{where}: "), str(e.value)   # the file named, as hw2.data does
