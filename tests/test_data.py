@@ -412,6 +412,30 @@ def full_imagenette(root):
     return root / data.IMAGENETTE_DIR
 
 
+@pytest.fixture(scope="module")
+def full_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    return root, full_imagenette(root)
+
+
+@pytest.fixture
+def full(full_tree):
+    """(root, imagenette2-160/) of the module's full-size tree, put back after each test: 13,394
+    links are made once, not per test."""
+    root, base = full_tree
+    yield root, base
+    for split in data.IMAGENETTE_SPLITS:
+        for wnid in data.IMAGENETTE_WNIDS:
+            folder, real = os.fsencode(base / split / wnid), os.fsencode(REAL_IMAGENETTE / split / wnid)
+            names = set(os.listdir(real))
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if name not in names or not os.path.islink(path) or os.readlink(path) != os.path.join(real, name):
+                    os.unlink(path)
+            for name in names - set(os.listdir(folder)):
+                os.symlink(os.path.join(real, name), os.path.join(folder, name))
+
+
 def jpeg_with_size(raw: bytes, width: int, height: int) -> bytes:
     """A real JPEG whose frame header (SOFn) claims width x height: what PIL reads first."""
     i = 2
@@ -442,12 +466,13 @@ BAD_IMAGES = {   # case -> (bytes of the planted file, the problem its line stat
 
 
 @pytest.mark.parametrize("case", list(BAD_IMAGES))
-def test_image_that_only_poses_as_a_jpeg_is_named(tmp_path, case):
+def test_image_that_only_poses_as_a_jpeg_is_named(full, case):
     make, problem = BAD_IMAGES[case]
-    bad = sorted((full_imagenette(tmp_path) / "train" / "n03000684").iterdir())[1]
+    root, base = full
+    bad = sorted((base / "train" / "n03000684").iterdir())[1]
     bad.unlink()
     bad.write_bytes(make())
-    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), bad, problem)
+    assert_one_line_error(run_case(root, "imagenette", "--no-decode"), bad, problem)
 
 
 @pytest.mark.parametrize("case", list(BAD_IMAGES))
@@ -483,19 +508,21 @@ FOLDER_LIES = {   # case -> (how to plant it, the name the line gives, the probl
 
 
 @pytest.mark.parametrize("case", list(FOLDER_LIES))
-def test_folder_that_lies_is_named(tmp_path, case):
+def test_folder_that_lies_is_named(full, case):
     how, name, problem = FOLDER_LIES[case]
-    folder = how(full_imagenette(tmp_path))
-    assert_one_line_error(run_case(tmp_path, "imagenette", "--no-decode"), f"{folder}/{name}", problem)
+    root, base = full
+    folder = how(base)
+    assert_one_line_error(run_case(root, "imagenette", "--no-decode"), f"{folder}/{name}", problem)
 
 
 @pytest.mark.parametrize("case", ["symlink loop", "non-UTF-8 name", "extra .jpg"])
-def test_folder_that_lies_is_one_line_through_the_task_runner(tmp_path, case):
+def test_folder_that_lies_is_one_line_through_the_task_runner(tmp_path, full, case):
     """`python experiments/task3_imagenette_cnn.py` checks the data (hw2.tasks.check_data, JPEGs
     not decoded) before any kernel starts: one line, nothing written in --out."""
     how, name, problem = FOLDER_LIES[case]
-    folder = how(full_imagenette(tmp_path / "d"))
-    env = {**os.environ, "HW2_DATA_DIR": str(tmp_path / "d"), "HW2_NO_DOWNLOAD": "1", "PYTHONPATH": str(data.ROOT)}
+    root, base = full
+    folder = how(base)
+    env = {**os.environ, "HW2_DATA_DIR": str(root), "HW2_NO_DOWNLOAD": "1", "PYTHONPATH": str(data.ROOT)}
     proc = subprocess.run([sys.executable, "experiments/task3_imagenette_cnn.py", "--profile", "smoke",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
                           cwd=data.ROOT, timeout=120)
@@ -503,12 +530,13 @@ def test_folder_that_lies_is_one_line_through_the_task_runner(tmp_path, case):
     assert not (tmp_path / "out").exists()
 
 
-def test_check_datasets_names_a_header_problem_for_the_runner(tmp_path, monkeypatch):
+def test_check_datasets_names_a_header_problem_for_the_runner(full, monkeypatch):
     """What hw2.tasks.check_data calls: a DataError (one line), never a PIL or OS exception."""
-    bad = sorted((full_imagenette(tmp_path) / "val" / "n03888257").iterdir())[0]
+    root, base = full
+    bad = sorted((base / "val" / "n03888257").iterdir())[0]
     bad.unlink()
     bad.write_bytes(real_jpeg().read_bytes()[:-2])
-    monkeypatch.setenv("HW2_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HW2_DATA_DIR", str(root))
     monkeypatch.setenv("HW2_NO_DOWNLOAD", "1")
     with pytest.raises(DataError) as e:
         data.check_datasets(["imagenette"], decode=False)
