@@ -1,25 +1,30 @@
 """The data layer: find, validate and (only when allowed) download the three datasets.
 
 Lookup order for every dataset: $HW2_DATA_DIR, ./data/, ../shared/data/. If none holds it, it is
-downloaded into ./data/ and verified, unless HW2_NO_DOWNLOAD is set (the tests set it).
+downloaded into ./data/ and verified, unless HW2_NO_DOWNLOAD is set (the tests set it). A set
+HW2_DATA_DIR that is not an existing folder is an error, never skipped for the next folder.
 Every problem is a DataError whose message names the file and what is wrong with it.
 
 Validation is complete and happens before any compute: `check_datasets(names)` checks the named
 datasets ('magic', 'imagenette', 'figures') the same way `make check-data` does, and raises at the
-first problem. Without decoding JPEGs it takes about a second, so runners call it before a task.
+first problem. Without decoding JPEGs (every entry and every image header is still checked) it
+takes about a second, so runners call it before a task.
 
     python -m hw2.data [magic imagenette figures] [--no-decode]   # `make check-data`: one line per dataset
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import urllib.request
+import warnings
 from pathlib import Path
 
 from .errors import DataError, UserError
@@ -43,7 +48,10 @@ IMAGENETTE_CLASS_COUNTS = {   # JPEGs per class folder of the real dataset (sums
     "train": dict(zip(IMAGENETTE_WNIDS, [963, 955, 993, 858, 941, 956, 961, 931, 951, 960])),
     "val": dict(zip(IMAGENETTE_WNIDS, [387, 395, 357, 386, 409, 394, 389, 419, 399, 390])),
 }
-IMAGE_SUFFIXES = (".jpeg", ".jpg")   # what torchvision's Imagenette and Task 3's notebook read (case-insensitive)
+IMAGE_SUFFIXES = (".jpeg", ".jpg")   # what Task 3's notebook counts as an image (case-insensitive)
+TORCHVISION_SUFFIX = ".jpeg"         # what torchvision's Imagenette reads (make_dataset(extensions=".jpeg"))
+IMAGE_MODES = ("L", "RGB", "CMYK")   # the 8-bit modes PIL gives a JPEG; the real files are RGB or L
+JPEG_END = b"\xff\xd9"               # the end-of-image marker: every real file ends with it
 
 FIGURES_DIR = "hw2-figures"
 FIGURE_SHA256 = {
@@ -57,8 +65,13 @@ FIGURE_URL = "https://raw.githubusercontent.com/taldatech/ee046211-deep-learning
 # --- lookup ------------------------------------------------------------------------------------
 def search_dirs() -> list[Path]:
     dirs = []
-    if os.environ.get("HW2_DATA_DIR"):
-        dirs.append(Path(os.environ["HW2_DATA_DIR"]))
+    explicit = os.environ.get("HW2_DATA_DIR")
+    if explicit:   # set on purpose: a typo must not silently fall back to the folders below
+        if not os.path.isdir(explicit):
+            what = "path, which is not a folder" if os.path.lexists(explicit) else "folder, which does not exist"
+            raise DataError(f"{explicit}: HW2_DATA_DIR is set to this {what} (unset it to use "
+                            f"./data/ or ../shared/data/)")
+        dirs.append(Path(explicit))
     dirs += [ROOT / "data", ROOT.parent / "shared" / "data"]
     return dirs
 
@@ -230,10 +243,40 @@ def imagenette_root() -> Path:
     return root
 
 
+def shown(path) -> str:
+    """A path as one printable line: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_entry(entry: os.DirEntry) -> None:
+    """One entry of a class folder, without opening it: a UTF-8 name, a regular file (or a link to
+    one), not a .jpg (torchvision's Imagenette skips those while Task 3's check counts them)."""
+    path = Path(entry.path)
+    if shown(entry.name) != entry.name:   # undecodable bytes: the kernel cannot print or store it
+        raise DataError(f"{shown(path)}: file name is not valid UTF-8 (rename the file)")
+    try:
+        info = entry.stat()             # follows a link
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: symbolic link loop") from None
+        if entry.is_symlink() and e.errno == errno.ENOENT:
+            raise DataError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: folder inside a class folder (expected only JPEG files)")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    lower = entry.name.lower()
+    if lower.endswith(IMAGE_SUFFIXES) and not lower.endswith(TORCHVISION_SUFFIX):
+        raise DataError(f"{path}: a {Path(lower).suffix} file: torchvision's Imagenette reads only "
+                        f"{TORCHVISION_SUFFIX} files, so Task 3 would count it but never train on it "
+                        f"(Imagenette's own files are all .JPEG)")
+
+
 def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
     """wnid -> sorted JPEG paths of one split. The layout torchvision's Imagenette relies on:
     exactly the 10 wnid folders (an extra folder becomes an extra class there), none empty, no
-    folders inside them (torchvision walks into those too)."""
+    folders inside them (torchvision walks into those too); every entry checked by _check_entry."""
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: split folder missing" + (" (a file is there)" if split_dir.exists() else ""))
     try:
@@ -255,10 +298,9 @@ def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
             entries = list(os.scandir(class_dir))
         except OSError as e:
             raise DataError(f"{class_dir}: cannot be listed ({e.strerror or e})") from None
-        subdirs = sorted(e.name for e in entries if e.is_dir())
-        if subdirs:
-            raise DataError(f"{class_dir / subdirs[0]}: folder inside a class folder (expected only JPEG files)")
-        images = sorted(Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file())
+        for entry in sorted(entries, key=lambda e: e.name):
+            _check_entry(entry)
+        images = sorted(Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
         if not images:
             raise DataError(f"{class_dir}: class folder is empty" if not entries else
                             f"{class_dir}: class folder holds no .JPEG files ({len(entries)} other files)")
@@ -268,8 +310,9 @@ def _split_listing(split_dir: Path) -> dict[str, list[Path]]:
 
 def validate_imagenette(root: Path | None = None, decode: bool = True,
                         expected_counts: dict | None = IMAGENETTE_CLASS_COUNTS) -> dict:
-    """Check both splits completely: the layout of every split first (see _split_listing), then the
-    image counts, then, with decode, that every JPEG decodes. expected_counts maps each split to
+    """Check both splits completely: the layout of every split first (see _split_listing), then
+    every image's header (check_jpeg_header: cheap, done with or without decode), then the image
+    counts, then, with decode, that every JPEG decodes. expected_counts maps each split to
     its total or to {wnid: count} (the default: the real dataset's per class folder); None skips
     the counts. {'train': n, 'val': n}, or a DataError naming the folder or file."""
     from PIL import Image
@@ -279,6 +322,12 @@ def validate_imagenette(root: Path | None = None, decode: bool = True,
     if not base.is_dir():
         raise DataError(f"{base}: is not a folder, expected the Imagenette folder with train/ and val/")
     listing = {split: _split_listing(base / split) for split in IMAGENETTE_SPLITS}  # layout first
+    with warnings.catch_warnings():   # PIL's DecompressionBombWarning becomes an error here
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for by_class in listing.values():
+            for files in by_class.values():
+                for path in files:
+                    check_jpeg_header(path, Image)
     counts = {split: sum(map(len, by_class.values())) for split, by_class in listing.items()}
     for split, by_class in listing.items():
         expected = (expected_counts or {}).get(split)
@@ -307,6 +356,33 @@ def validate_imagenette(root: Path | None = None, decode: bool = True,
     return counts
 
 
+def check_jpeg_header(path: Path, Image=None) -> None:
+    """What is cheap to know without decoding: PIL reads only the header (format, mode, size) and
+    the file's last two bytes must be the end-of-image marker. A DataError naming the file."""
+    if Image is None:
+        from PIL import Image
+    try:
+        with open(path, "rb") as f, Image.open(f) as im:
+            image_format, mode = im.format, im.mode
+            size = f.seek(0, os.SEEK_END)
+            f.seek(size - len(JPEG_END))
+            end = f.read(len(JPEG_END))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused as a decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: image does not decode (PIL cannot identify it as a JPEG or any other "
+                        f"image)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: image does not decode ({e.strerror or e})") from None
+    if image_format != "JPEG":
+        raise DataError(f"{path}: not a JPEG but a {image_format} image (mode {mode}) under a JPEG name")
+    if mode not in IMAGE_MODES:
+        raise DataError(f"{path}: a JPEG of mode {mode}, expected 8-bit {', '.join(IMAGE_MODES)}")
+    if end != JPEG_END:
+        raise DataError(f"{path}: truncated JPEG: the file ({size} bytes) does not end with the "
+                        f"end-of-image marker FF D9")
+
+
 def decode_image(path: Path, Image=None):
     """Open and fully decode one JPEG as RGB; a corrupt file becomes a DataError naming it."""
     if Image is None:
@@ -314,6 +390,8 @@ def decode_image(path: Path, Image=None):
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused as a decompression bomb ({e})") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: image does not decode ({e})") from None
 
@@ -372,8 +450,9 @@ CHECKS = {"magic": _check_magic, "imagenette": _check_imagenette, "figures": _ch
 
 def check_datasets(names=DATASETS, decode: bool = False) -> list[str]:
     """Validate the named datasets completely, in order, before any compute: 'magic' (every line,
-    then the checksum), 'imagenette' (both splits: every class folder, no unknown folder, the counts;
-    with decode=True also every JPEG), 'figures' (the three Q3 PNGs and their checksums).
+    then the checksum), 'imagenette' (both splits: every class folder, no unknown folder, every
+    entry and every JPEG's header, the counts; with decode=True also every JPEG decoded), 'figures'
+    (the three Q3 PNGs and their checksums).
     One 'ok' line per dataset saying where it was found; raises DataError at the first problem."""
     if isinstance(names, str):
         names = [names]

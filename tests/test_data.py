@@ -317,14 +317,14 @@ def test_real_imagenette_validates_in_about_a_second_without_decoding(tmp_path):
     import time
     t0 = time.perf_counter()
     assert data.validate_imagenette(SHARED, decode=False) == data.IMAGENETTE_COUNTS
-    assert time.perf_counter() - t0 < 3                     # 13,394 files listed, none decoded
+    assert time.perf_counter() - t0 < 3                     # 13,394 files listed, headers read, none decoded
     base = fake_imagenette(tmp_path)
     bad = sorted((base / "val" / "n01440764").iterdir())[0]
     bad.unlink()
-    bad.write_bytes(b"\xff\xd8 not a jpeg")                # only decoding notices
-    assert data.validate_imagenette(tmp_path, decode=False, expected_counts=None) == {"train": 20, "val": 20}
-    with pytest.raises(DataError, match="does not decode"):
-        data.validate_imagenette(tmp_path, decode=True, expected_counts=None)
+    bad.write_bytes(b"\xff\xd8 not a jpeg")                # the header check notices, without decoding
+    with pytest.raises(DataError, match="does not decode") as e:
+        data.validate_imagenette(tmp_path, decode=False, expected_counts=None)
+    assert str(e.value).startswith(f"{bad}: ")
 
 
 def test_check_data_says_where_magic_came_from_then_names_the_imagenette_problem(tmp_path):
@@ -390,3 +390,232 @@ def test_make_report_validates_data_before_anything_else():
     recipe = (data.ROOT / "Makefile").read_text().split("\nreport:")[1].split("\n\n")[0].splitlines()[1:]
     assert "-m hw2.data figures" in recipe[0]          # the only data the report reads
     assert any("-m hw2.render" in ln for ln in recipe[1:])
+
+
+# --- issue 19: images that only pose as JPEGs, and folders that lie -----------------------------
+# Each case plants one bad entry into a full-size tree of links to the real dataset (right counts,
+# so the planted entry is the only problem) and runs `python -m hw2.data imagenette --no-decode`:
+# what `make check-data --no-decode` and the task runner (hw2.tasks.check_data) run. Every entry
+# and every image header is checked without decoding, before the counts.
+def real_jpeg(split="val", wnid="n01440764", k=0):
+    return sorted((REAL_IMAGENETTE / split / wnid).iterdir())[k]
+
+
+def full_imagenette(root):
+    """imagenette2-160/ with a link to every real JPEG: 13,394 links, the real counts."""
+    for split in data.IMAGENETTE_SPLITS:
+        for wnid in data.IMAGENETTE_WNIDS:
+            d = root / data.IMAGENETTE_DIR / split / wnid
+            d.mkdir(parents=True)
+            for e in os.scandir(REAL_IMAGENETTE / split / wnid):
+                os.symlink(e.path, d / e.name)
+    return root / data.IMAGENETTE_DIR
+
+
+@pytest.fixture(scope="module")
+def full_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    return root, full_imagenette(root)
+
+
+@pytest.fixture
+def full(full_tree):
+    """(root, imagenette2-160/) of the module's full-size tree, put back after each test: 13,394
+    links are made once, not per test."""
+    root, base = full_tree
+    yield root, base
+    for split in data.IMAGENETTE_SPLITS:
+        for wnid in data.IMAGENETTE_WNIDS:
+            folder, real = os.fsencode(base / split / wnid), os.fsencode(REAL_IMAGENETTE / split / wnid)
+            names = set(os.listdir(real))
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if name not in names or not os.path.islink(path) or os.readlink(path) != os.path.join(real, name):
+                    os.unlink(path)
+            for name in names - set(os.listdir(folder)):
+                os.symlink(os.path.join(real, name), os.path.join(folder, name))
+
+
+def jpeg_with_size(raw: bytes, width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOFn) claims width x height: what PIL reads first."""
+    i = 2
+    while raw[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + int.from_bytes(raw[i + 2:i + 4], "big")
+    return raw[:i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + raw[i + 9:]
+
+
+def sixteen_bit_png():
+    import io
+
+    import numpy as np
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 20), 60_000, np.uint16)).save(buf, format="PNG")   # mode I;16
+    return buf.getvalue()
+
+
+BAD_IMAGES = {   # case -> (bytes of the planted file, the problem its line states)
+    "16-bit PNG named .JPEG": (sixteen_bit_png, "not a JPEG but a PNG image (mode I;16)"),
+    "15000x15000 JPEG": (lambda: jpeg_with_size(real_jpeg().read_bytes(), 15_000, 15_000),
+                         "refused as a decompression bomb (Image size (225000000 pixels) exceeds limit"),
+    "10000x10000 JPEG": (lambda: jpeg_with_size(real_jpeg().read_bytes(), 10_000, 10_000),
+                         "refused as a decompression bomb (Image size (100000000 pixels) exceeds limit"),
+    "truncated JPEG": (lambda: real_jpeg().read_bytes()[:3000],
+                       "truncated JPEG: the file (3000 bytes) does not end with the end-of-image marker FF D9"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+def test_image_that_only_poses_as_a_jpeg_is_named(full, case):
+    make, problem = BAD_IMAGES[case]
+    root, base = full
+    bad = sorted((base / "train" / "n03000684").iterdir())[1]
+    bad.unlink()
+    bad.write_bytes(make())
+    assert_one_line_error(run_case(root, "imagenette", "--no-decode"), bad, problem)
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+def test_decoding_check_refuses_the_same_images(tmp_path, case):
+    """With decode (`make check-data`), the header checks come first: the same line."""
+    make, problem = BAD_IMAGES[case]
+    bad = sorted((fake_imagenette(tmp_path) / "val" / "n03888257").iterdir())[0]
+    bad.unlink()
+    bad.write_bytes(make())
+    with pytest.raises(DataError) as e:
+        data.validate_imagenette(tmp_path, decode=True, expected_counts=None)
+    assert str(e.value).startswith(f"{bad}: {problem}")
+
+
+def plant(base, name: str | bytes, target=None):
+    """A link named `name` (str or undecodable bytes) in train/n01440764 to target (default: a real JPEG)."""
+    folder = base / "train" / "n01440764"
+    path = os.path.join(os.fsencode(folder), os.fsencode(name))
+    os.symlink(os.fsencode(target or real_jpeg("train")), path)
+    return folder
+
+
+FOLDER_LIES = {   # case -> (how to plant it, the name the line gives, the problem)
+    "symlink loop": (lambda b: plant(b, "loop.JPEG", b / "train" / "n01440764" / "loop.JPEG"),
+                     "loop.JPEG", "symbolic link loop"),
+    "dangling symlink": (lambda b: plant(b, "n01440764_99999.JPEG", b / "gone.JPEG"),
+                         "n01440764_99999.JPEG", "broken symbolic link (to "),
+    "extra .jpg": (lambda b: plant(b, "extra.jpg"),
+                   "extra.jpg", "a .jpg file: torchvision's Imagenette reads only .jpeg files"),
+    "non-UTF-8 name": (lambda b: plant(b, b"n01440764_\xff.JPEG"),
+                       r"n01440764_\xff.JPEG", "file name is not valid UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOLDER_LIES))
+def test_folder_that_lies_is_named(full, case):
+    how, name, problem = FOLDER_LIES[case]
+    root, base = full
+    folder = how(base)
+    assert_one_line_error(run_case(root, "imagenette", "--no-decode"), f"{folder}/{name}", problem)
+
+
+@pytest.mark.parametrize("case", ["symlink loop", "non-UTF-8 name", "extra .jpg"])
+def test_folder_that_lies_is_one_line_through_the_task_runner(tmp_path, full, case):
+    """`python experiments/task3_imagenette_cnn.py` checks the data (hw2.tasks.check_data, JPEGs
+    not decoded) before any kernel starts: one line, nothing written in --out."""
+    how, name, problem = FOLDER_LIES[case]
+    root, base = full
+    folder = how(base)
+    env = {**os.environ, "HW2_DATA_DIR": str(root), "HW2_NO_DOWNLOAD": "1", "PYTHONPATH": str(data.ROOT)}
+    proc = subprocess.run([sys.executable, "experiments/task3_imagenette_cnn.py", "--profile", "smoke",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          cwd=data.ROOT, timeout=120)
+    assert_one_line_error(proc, f"{folder}/{name}", problem)
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_datasets_names_a_header_problem_for_the_runner(full, monkeypatch):
+    """What hw2.tasks.check_data calls: a DataError (one line), never a PIL or OS exception."""
+    root, base = full
+    bad = sorted((base / "val" / "n03888257").iterdir())[0]
+    bad.unlink()
+    bad.write_bytes(real_jpeg().read_bytes()[:-2])
+    monkeypatch.setenv("HW2_DATA_DIR", str(root))
+    monkeypatch.setenv("HW2_NO_DOWNLOAD", "1")
+    with pytest.raises(DataError) as e:
+        data.check_datasets(["imagenette"], decode=False)
+    assert str(e.value).startswith(f"{bad}: truncated JPEG")
+
+
+def test_decoding_finds_what_the_header_check_cannot(tmp_path):
+    """A JPEG whose scan names a component the frame lacks: header, mode and FF D9 all fine."""
+    raw = real_jpeg().read_bytes()
+    sos = raw.index(b"\xff\xda")
+    base = fake_imagenette(tmp_path)
+    bad = sorted((base / "val" / "n01440764").iterdir())[0]
+    bad.unlink()
+    bad.write_bytes(raw[:sos + 5] + b"\x09" + raw[sos + 6:])
+    assert data.validate_imagenette(tmp_path, decode=False, expected_counts=None) == {"train": 20, "val": 20}
+    with pytest.raises(DataError, match="does not decode"):
+        data.validate_imagenette(tmp_path, decode=True, expected_counts=None)
+
+
+# case 8: an explicitly set data folder must exist
+@pytest.mark.parametrize("args", [["--no-decode"], ["magic"], ["figures"]])
+def test_data_dir_that_does_not_exist_is_an_error_not_a_fallback(tmp_path, args):
+    typo = tmp_path / "typo"
+    before = snapshot(tmp_path)
+    proc = run_check_data(typo, *args)
+    assert snapshot(tmp_path) == before
+    assert proc.stdout == ""                      # not "ok" from ../shared/data
+    assert_one_line_error(proc, typo, "HW2_DATA_DIR is set to this folder, which does not exist")
+
+
+def test_data_dir_that_is_a_file_is_an_error(tmp_path):
+    (tmp_path / "data.txt").write_text("x")
+    proc = run_check_data(tmp_path / "data.txt", "magic")
+    assert_one_line_error(proc, tmp_path / "data.txt", "HW2_DATA_DIR is set to this path, which is not a folder")
+
+
+def test_data_dir_typo_stops_the_task_runner_before_any_kernel(tmp_path):
+    env = {**os.environ, "HW2_DATA_DIR": str(tmp_path / "typo"), "HW2_NO_DOWNLOAD": "1", "PYTHONPATH": str(data.ROOT)}
+    proc = subprocess.run([sys.executable, "experiments/task2_magic_mlp.py", "--profile", "smoke",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          cwd=data.ROOT, timeout=120)
+    assert_one_line_error(proc, tmp_path / "typo", "HW2_DATA_DIR is set to this folder, which does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_dir_typo_stops_the_render_before_any_cell(tmp_path):
+    """`python -m hw2.render` checks the Q3 figures first: a typo in HW2_DATA_DIR is that one line."""
+    typo = tmp_path / "typo"
+    env = {**os.environ, "HW2_DATA_DIR": str(typo), "HW2_NO_DOWNLOAD": "1"}
+    proc = subprocess.run([sys.executable, "-m", "hw2.render", "--engine", "fallback", "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=data.ROOT, timeout=120)
+    assert list(tmp_path.iterdir()) == []
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "render: executed" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]   # (+ students warnings)
+    assert errors == [f"error: {typo}: HW2_DATA_DIR is set to this folder, which does not exist "
+                      f"(unset it to use ./data/ or ../shared/data/)"]
+
+
+# Task 3's notebook checks the layout again on its own (it stands alone, without the runner). It
+# does not refuse these cases yet: that comes with its next re-execution (a later issue), when
+# this strict xfail starts passing and must be removed.
+@pytest.fixture(scope="module")
+def notebook_check():
+    from notebook_cells import run_cells
+    return run_cells("task3_imagenette_cnn", ["task3-data-functions"], os=os, hashlib=__import__("hashlib"))["check_imagenette"]
+
+
+@pytest.mark.xfail(strict=True, reason="Task 3's own check agrees with hw2.data from its next re-execution")
+@pytest.mark.parametrize("case", list(BAD_IMAGES) + list(FOLDER_LIES))
+def test_the_notebooks_own_check_names_the_same_file(tmp_path, notebook_check, case):
+    base = fake_imagenette(tmp_path)
+    if case in BAD_IMAGES:
+        make, _ = BAD_IMAGES[case]
+        where = sorted((base / "train" / "n03000684").iterdir())[1]
+        where.unlink()
+        where.write_bytes(make())
+    else:
+        how, name, _ = FOLDER_LIES[case]
+        where = f"{how(base)}/{name}"
+    with pytest.raises(Exception) as e:
+        notebook_check(str(base), {"train": 20, "val": 20})
+    assert str(e.value).startswith(f"{where}: "), str(e.value)   # the file named, as hw2.data does
