@@ -514,6 +514,8 @@ def execute(nb, cwd: Path, path: Path, echo: bool):
     try:
         with open(kernel_log, "w") as log:
             client.execute(stderr=log)
+        if interrupted():        # a signal while the kernel was starting: nbclient carried on
+            raise KeyboardInterrupt
     except CellExecutionError as e:
         cell = next((c for c in nb.cells if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
