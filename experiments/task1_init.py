@@ -23,7 +23,7 @@ if "ipykernel" not in sys.modules:
 # %%
 #| label: install
 # Colab or a fresh Jupyter may lack a package this notebook imports: install only what is missing,
-# at the versions of the committed run (the project's pyproject.toml pins). A package already there
+# at the versions of the run shown below. A package already there
 # is left as it is, so our own runs install nothing.
 import importlib.metadata
 import importlib.util

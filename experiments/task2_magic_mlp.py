@@ -23,7 +23,7 @@ if "ipykernel" not in sys.modules:
 # %%
 #| label: install
 # Colab or a fresh Jupyter may lack a package this notebook imports: install only what is missing,
-# at the versions of the committed run (the project's pyproject.toml pins). A package already there
+# at the versions of the run shown below. A package already there
 # is left as it is, so our own runs install nothing.
 import importlib.metadata
 import importlib.util
@@ -584,7 +584,8 @@ metrics.update(optuna_trials=len(done), optuna_states={s: sum(t.state.name == s 
                mlp_val_accuracy_by_transform=best_by_transform,
                reference_hyperparameters=hp_from_params(CONFIG["reference_trial"]),
                chosen_transform=hp["transform"])
-table.sort_values("val acc", ascending=False).head(10).round(4)
+# three significant digits: a weight decay of 6e-06 must not print as 0.0
+table.sort_values("val acc", ascending=False).head(10).map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
 
 # %%
 #| label: task2-search-plot

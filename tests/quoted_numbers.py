@@ -25,9 +25,14 @@ def numbers(text: str) -> list[str]:
     return [m.group(0) for m in NUMBER.finditer(text)]
 
 
+SCIENTIFIC = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?e[-+]?\d+")          # 3.4e+38, as Python prints it
+# 3.4 · 10^38 as pdftotext gives it: the exponent runs into the 10 ("3.4 · 1038", "8.9 · 10−16")
+POWER = re.compile(r"(?<![\w.])([-+−]?\d+(?:\.\d+)?)\s*[·×⋅]\s*10([-−]?\d{1,3})(?![\d.])")
+
+
 def printed_values(text: str) -> set[Decimal]:
-    out = set()
-    for tok in numbers(text):
+    out = {Decimal(m.group(0)) for m in SCIENTIFIC.finditer(text)}
+    for tok in numbers(SCIENTIFIC.sub(" ", text)):
         value, percent = parse(tok)
         out.add(value / 100 if percent else value)
         out.add(abs(value / 100 if percent else value))
@@ -84,6 +89,19 @@ def unprinted(text: str, printed: set, allowed: set) -> list[str]:
     for line in text.splitlines():
         if re.fullmatch(r"\s*\d+\s*", line):           # a page number
             continue
+        for m in POWER.finditer(line):                    # a power of ten: the value, at its precision
+            mantissa, exponent = m.group(1).replace("−", "-"), int(m.group(2).replace("−", "-"))
+            value = Decimal(mantissa).scaleb(exponent)
+            step = Decimal(1).scaleb(Decimal(mantissa).as_tuple().exponent + exponent)
+            if not any(abs(p - value) <= step / 2 for p in printed):
+                missing.append(m.group(0))
+        line = POWER.sub(" ", line)
+        for m in SCIENTIFIC.finditer(line):               # 6.03e-06: the value, at its precision
+            value = Decimal(m.group(0))
+            step = Decimal(1).scaleb(value.as_tuple().exponent)
+            if not any(abs(p - value) <= step / 2 for p in printed):
+                missing.append(m.group(0))
+        line = SCIENTIFIC.sub(" ", line)
         for m in NUMBER.finditer(line):
             token, before = m.group(0), line[:m.start()]
             if re.fullmatch(r"\s*", before) and line[m.end():m.end() + 1] == ".":   # "3. Training ..."
@@ -91,7 +109,7 @@ def unprinted(text: str, printed: set, allowed: set) -> list[str]:
             if NAMING.search(before) and "." not in token and "%" not in token:
                 continue
             value, percent = parse(token)
-            if (value / 100 if percent else value) in allowed:       # the assignment's own number
+            if {value / 100 if percent else value, value / 100, abs(value)} & allowed:   # the assignment's own number
                 continue
             if not found(token, printed):
                 missing.append(token)

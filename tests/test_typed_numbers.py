@@ -29,7 +29,7 @@ QMD_ALLOWED = {
     "_q3_double_descent.qmd": {"2020": "Nakkiran et al., 2020", "2021": "Heckel and Yilmaz, 2021",
                                "1912.02292": "an arXiv identifier", "2007.10099": "an arXiv identifier",
                                "80": "80K steps: the assignment figure's caption", "12": "width 12: the assignment figure's legend"},
-    "_appendix_q3.qmd": {"2021": "Heckel and Yilmaz, ICLR 2021"},
+    "_appendix_q3.qmd": {"2021": "Heckel and Yilmaz, ICLR 2021", "2007.10099": "an arXiv identifier"},
     "_appendix_part1.qmd": {"2013": "Lin et al., 2013", "2014": "GoogLeNet, 2014", "2015": "ResNet, 2015",
                             "1.5": "a worked example's point (1, 1.5)", "1.05": "the factor of a deliberately wrong bound"},
     "_appendix_checks.qmd": {"1.01": "the factor of the deliberately wrong formulas"},
