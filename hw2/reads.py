@@ -104,7 +104,7 @@ def validate(name: str, record: dict, where_shown) -> None:
             raise UserError(f"{where_shown}: key '{shown(where)}' is {type_name(value)}, the report reads {want}") from None
 
 
-def validate_file(name: str, base=None) -> None:
+def validate_file(name: str, base=None) -> dict:
     """results/<name>.json under base holds what the report reads (a stale record may still be
     shown with ALLOW_STALE; an unreadable one never)."""
     from .results import result_path
@@ -119,6 +119,7 @@ def validate_file(name: str, base=None) -> None:
     if not isinstance(record, dict):
         raise UserError(f"{shown}: a result is a JSON object, not {type(record).__name__}")
     validate(name, record, shown)
+    return record
 
 
 # --- recording what a render reads ---------------------------------------------------------------

@@ -136,19 +136,26 @@ def test_until_stops_early_and_writes_nothing(toy, tmp_path):
     assert_one_error_line(p, "no cell labelled 'nonexistent'")
 
 
-def test_unwritable_out_is_refused_before_anything_runs(toy, tmp_path):
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder this user cannot write into (skipped for a user who can write anywhere, e.g. root)."""
     locked = tmp_path / "ro"
     locked.mkdir()
     locked.chmod(0o500)
     try:
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
-        t0 = time.perf_counter()
-        p = run(toy, "--out", str(locked / "o"))
-        assert p.returncode == 2 and time.perf_counter() - t0 < 30
-        assert_one_error_line(p, str(locked / "o"), "not writable")
+        yield locked
     finally:
         locked.chmod(0o700)
+
+
+def test_unwritable_out_is_refused_before_anything_runs(toy, read_only_dir):
+    locked = read_only_dir
+    t0 = time.perf_counter()
+    p = run(toy, "--out", str(locked / "o"))
+    assert p.returncode == 2 and time.perf_counter() - t0 < 30
+    assert_one_error_line(p, str(locked / "o"), "not writable")
 
 
 def test_unwritable_out_as_root_is_caught_too(toy, tmp_path):
@@ -381,16 +388,9 @@ def test_a_refused_run_creates_nothing(toy, root, tmp_path):
     assert sorted(x.name for x in out.iterdir()) == ["work"]                      # no results/, figures/, lock
 
 
-def test_an_unwritable_parent_is_found_without_making_anything(toy, tmp_path):
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        p = run(toy, "--out", str(locked / "a" / "b"))
-        assert p.returncode == 2
-        assert_one_error_line(p, str(locked / "a" / "b"), "permission denied")
-        assert not list(locked.iterdir())
-    finally:
-        locked.chmod(0o700)
+def test_an_unwritable_parent_is_found_without_making_anything(toy, read_only_dir):
+    locked = read_only_dir
+    p = run(toy, "--out", str(locked / "a" / "b"))
+    assert p.returncode == 2
+    assert_one_error_line(p, str(locked / "a" / "b"), "permission denied")
+    assert not list(locked.iterdir())
