@@ -595,16 +595,17 @@ def test_data_dir_typo_stops_the_render_before_any_cell(tmp_path):
                       f"(unset it to use ./data/ or ../shared/data/)"]
 
 
-# Task 3's notebook checks the layout again on its own (it stands alone, without the runner). It
-# does not refuse these cases yet: that comes with its next re-execution (a later issue), when
-# this strict xfail starts passing and must be removed.
+# Task 3's notebook checks the layout again on its own (it stands alone, without the runner): it
+# refuses the same files with the same first words.
 @pytest.fixture(scope="module")
 def notebook_check():
     from notebook_cells import run_cells
-    return run_cells("task3_imagenette_cnn", ["task3-data-functions"], os=os, hashlib=__import__("hashlib"))["check_imagenette"]
+    from PIL import Image
+    return run_cells("task3_imagenette_cnn", ["task3-data-functions"], os=os, hashlib=__import__("hashlib"),
+                     errno=__import__("errno"), stat=__import__("stat"), warnings=__import__("warnings"),
+                     Image=Image)["check_imagenette"]
 
 
-@pytest.mark.xfail(strict=True, reason="Task 3's own check agrees with hw2.data from its next re-execution")
 @pytest.mark.parametrize("case", list(BAD_IMAGES) + list(FOLDER_LIES))
 def test_the_notebooks_own_check_names_the_same_file(tmp_path, notebook_check, case):
     base = fake_imagenette(tmp_path)
