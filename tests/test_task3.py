@@ -24,9 +24,12 @@ def data_dir():
 
 
 def cells(cache_dir, **params):
-    """The notebook's definitions in a namespace of their own (its functions read their globals here)."""
+    """The notebook's definitions in a namespace of their own (its functions read their globals here).
+    The model cell computes the whitening filters from x_train, MEAN and STD: random images here."""
+    images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     out = run_cells(TASK, ["imports", "config", "task3-data-functions", "task3-cache", "task3-model", "task3-train"],
-                    **{"profile": "smoke", "device": "cpu", "data_dir": data_dir(), "cache_dir": str(cache_dir), **params})
+                    **{"profile": "smoke", "device": "cpu", "data_dir": data_dir(), "cache_dir": str(cache_dir),
+                       "x_train": images, "MEAN": torch.full((3,), 0.5), "STD": torch.full((3,), 0.25), **params})
     out["DATA_FINGERPRINT"] = "test"
     return out
 
@@ -96,19 +99,19 @@ def test_the_layout_is_checked_and_named(tmp_path, ns):
         ns["check_imagenette"](str(root), counts)
 
 
-def test_a_same_size_corruption_changes_the_key_and_is_caught_at_decode(tmp_path, ns):
+def test_a_same_size_corruption_changes_the_key_or_is_refused_by_name(tmp_path, ns):
     root, counts = tiny_tree(tmp_path, ns)
     before = ns["fingerprint"](str(root), ns["check_imagenette"](str(root), counts))
     victim = sorted((root / "train" / "n01440764").iterdir())[0]
     blob = bytearray(victim.read_bytes())
-    blob[20:2000] = bytes(1980)                       # same size, header and data zeroed
+    blob[len(blob) // 2:len(blob) // 2 + 200] = bytes(200)     # same size, scan data zeroed, header intact
     victim.write_bytes(bytes(blob))
     after = ns["fingerprint"](str(root), ns["check_imagenette"](str(root), counts))
     assert after != before                             # the cache and checkpoints are keyed by content
-    env = cells(tmp_path / "c", data_dir=str(tmp_path))
-    env["DATA_FINGERPRINT"] = after
-    with pytest.raises(Exception, match=victim.name):
-        env["decoded"]("train", None)
+    blob[20:2000] = bytes(1980)                        # the header zeroed too: refused before any decode
+    victim.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=f"^{victim}: image does not decode"):
+        ns["check_imagenette"](str(root), counts)
 
 
 def test_network_has_no_batchnorm_counts_its_weights_and_starts_residuals_as_identity(ns):
@@ -117,7 +120,10 @@ def test_network_has_no_batchnorm_counts_its_weights_and_starts_residuals_as_ide
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 10)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(linear) == 1 and all(c.kernel_size == (3, 3) for c in convs)
+    assert len(linear) == 1 and all(c.kernel_size == (3, 3) for c in convs[1:])
+    stem = convs[0]                                     # the frozen 2x2 whitening stem, its bias trained
+    assert stem.kernel_size == (2, 2) and not stem.weight.requires_grad and stem.bias.requires_grad
+    assert torch.equal(stem.weight, ns["WHITEN"])
     by_layer = sum(p.numel() for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm))
                    for p in m.parameters(recurse=False))
     assert by_layer == sum(p.numel() for p in net.parameters())
@@ -126,6 +132,54 @@ def test_network_has_no_batchnorm_counts_its_weights_and_starts_residuals_as_ide
     block = [m for m in net.modules() if isinstance(m, ns["Residual"])][0].eval()
     x = torch.randn(2, w[0], 8, 8)
     assert torch.allclose(block(x), x)
+
+
+def test_whitening_filters_whiten_the_training_patches():
+    """The 12 filters map the normalised training images' 2x2x3 patches to coordinates whose
+    second-moment matrix is diag(lambda / (lambda + eps)): the identity up to eps; the other 12 are
+    their negatives. A wrong reshape (the patch order of another layout) fails this."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(60, 3, 12, 12, generator=g)
+    images = (255 * (0.6 * base + 0.4 * base.roll(1, 3))).round().to(torch.uint8)   # correlated neighbours
+    mean, std = torch.tensor([0.45, 0.5, 0.55]), torch.tensor([0.2, 0.25, 0.3])
+    ns = run_cells(TASK, ["imports", "config", "task3-model"], x_train=images, MEAN=mean, STD=std)
+    w = ns["whitening_filters"](images, 0.0)
+    assert w.shape == (24, 3, 2, 2) and torch.allclose(w[12:], -w[:12])
+    x = (images.float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    out = torch.nn.functional.conv2d(x.double(), w[:12].double())          # N, 12, 11, 11
+    z = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    assert torch.allclose(z.T @ z / len(z), torch.eye(12, dtype=torch.float64), atol=1e-4)
+    swapped = w[:12].transpose(2, 3)                                         # h and w swapped: not white
+    z2 = torch.nn.functional.conv2d(x.double(), swapped.double()).permute(0, 2, 3, 1).reshape(-1, 12)
+    assert not torch.allclose(z2.T @ z2 / len(z2), torch.eye(12, dtype=torch.float64), atol=1e-2)
+
+
+def function_of_cell(label, name):
+    """One function defined in a cell, without running the rest of the cell (the search cell trains)."""
+    import ast
+    from notebook_cells import code_cells
+    tree = ast.parse(code_cells(TASK)[label])
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    env = {"torch": torch}
+    exec(compile(ast.Module([node], []), f"<{label}:{name}>", "exec"), env)
+    return env[name]
+
+
+def test_paired_difference_is_the_mean_and_se_of_per_image_differences():
+    paired_difference = function_of_cell("task3-search", "paired_difference")
+    a = torch.tensor([1, 1, 0, 1, 0, 1, 1, 0], dtype=torch.bool)
+    b = torch.tensor([1, 0, 0, 1, 1, 1, 0, 0], dtype=torch.bool)
+    d, se = paired_difference(a, b)
+    diffs = [0, 1, 0, 0, -1, 0, 1, 0]
+    mean = sum(diffs) / 8
+    assert d == pytest.approx(mean)
+    assert se == pytest.approx((sum((v - mean) ** 2 for v in diffs) / 7 / 8) ** 0.5)
+
+
+def test_install_cell_installs_only_what_is_missing():
+    from notebook_cells import check_install_cell
+    check_install_cell(TASK)
+    assert {"kornia", "optuna"} <= set(run_cells(TASK, ["install"])["REQUIREMENTS"])
 
 
 def test_noise_is_added_in_unit_range_before_normalize(tmp_path):

@@ -324,7 +324,10 @@ def test_a_bad_flag_value_is_one_line_before_any_kernel(toy, tmp_path, args, nee
     ("task2_magic_mlp", ["--trials", "0"], "error: --trials: '0' is not an int >= 1 or none"),
     ("task2_magic_mlp", ["--profile", "fast"], "error: --profile: 'fast' is not 'full' or 'smoke'"),
     ("task1_init", ["--profile", "fast"], "error: --profile: 'fast' is not 'full' or 'smoke'"),
-    ("task3_imagenette_cnn", ["--threads", "x"], "error: --threads: invalid int value: 'x'"),  # not annotated yet
+    ("task3_imagenette_cnn", ["--threads", "-1"], "error: --threads: '-1' is not an int >= 0"),
+    ("task3_imagenette_cnn", ["--threads", "x"], "error: --threads: 'x' is not an int >= 0"),
+    ("task3_imagenette_cnn", ["--torch-compile", "maybe"], "error: --torch-compile: 'maybe' is not 'auto', 'yes' or 'no'"),
+    ("task3_imagenette_cnn", ["--device", "tpu"], "error: --device: 'tpu' is not 'auto', 'cpu' or 'cuda'"),
 ])
 def test_the_real_sources_refuse_bad_flags_before_any_kernel(root, tmp_path, task, args, needle):
     """Nothing executes, so this is fast; `--trials 0` used to wipe the study and then fail."""
@@ -339,7 +342,7 @@ def test_the_real_sources_declare_their_flags(root):
     for shown in ("[int >= 1 | None]", "[str | None]", "{auto,cpu,cuda}", "{full,smoke}"):
         assert shown in help2.stdout, help2.stdout
     sources = tasks.task_sources()
-    for name in ("task1_init", "task2_magic_mlp"):
+    for name in ("task1_init", "task2_magic_mlp", "task3_imagenette_cnn"):
         _, params = tasks.parameters_cell(tasks.read_source(sources[name]), sources[name])
         assert all(p.spec is not None for p in params.values()), name
     _, params = tasks.parameters_cell(tasks.read_source(sources["task2_magic_mlp"]), sources["task2_magic_mlp"])
