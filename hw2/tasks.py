@@ -359,11 +359,17 @@ def parse_flags(name: str, params: dict[str, Parameter], argv=None) -> tuple[arg
     return args, chosen
 
 
+NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")   # what a loaded NVIDIA driver provides
+
+
 def check_device(params: dict[str, Parameter], chosen: dict):
     """`--device cuda` on a machine where torch sees no GPU: one line now, not a driver error later.
-    torch is imported only then (it takes seconds)."""
+    Without an NVIDIA driver that is known at once; with one, torch is imported (it takes seconds)."""
     if "device" not in params or chosen.get("device", params["device"].default) != "cuda":
         return
+    if not any(os.path.exists(p) for p in NVIDIA_DRIVER_FILES):   # no driver: torch would see no GPU either
+        raise UserError("--device: cuda asked for, but there is no CUDA GPU here (no NVIDIA driver: "
+                        f"{NVIDIA_DRIVER_FILES[0]} is missing); use --device auto or cpu")
     import torch
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
