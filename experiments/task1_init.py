@@ -10,9 +10,9 @@
 # notebook in a fresh kernel and keeps the executed notebook, its results and its figures. In a
 # kernel this cell does nothing; in a copy outside the project the file runs as a plain script.
 import sys
+if __name__ != "__main__":      # in a kernel too: importing a notebook must never run it
+    raise ImportError(f"{__name__} is a notebook: run it (python -m {__name__}), do not import it")
 if "ipykernel" not in sys.modules:
-    if __name__ != "__main__":
-        raise ImportError(f"{__name__} is a notebook: run it (python -m {__name__}), do not import it")
     try:
         from hw2.tasks import run_task
     except ImportError:
