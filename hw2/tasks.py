@@ -359,7 +359,8 @@ def parse_flags(name: str, params: dict[str, Parameter], argv=None) -> tuple[arg
     return args, chosen
 
 
-NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")   # what a loaded NVIDIA driver provides
+# what a loaded GPU driver provides: NVIDIA's, or AMD's ROCm one (torch's ROCm builds call their device "cuda")
+NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")
 
 
 def check_device(params: dict[str, Parameter], chosen: dict):
